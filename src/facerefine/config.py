@@ -1,0 +1,182 @@
+"""Typed, validated view of ``params.yaml``.
+
+``params.yaml`` is the single knob file. Scientific knobs (the paper's values)
+sit at the top level; scale knobs live in ``profiles.<name>`` and ``profile``
+picks the active one, so ``dvc exp run -S profile=paper`` is the whole switch.
+
+Every stage calls :func:`load_params` before doing any work; a wrong type or an
+out-of-range value raises :class:`ParamsError` with the key path and the
+allowed range, e.g. ``dev.strength: must be in (0, 1] (got 1.5)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SMOKE = "smoke"  # model spec that selects the project-local random stand-in
+
+# The FLUX VAE downsamples 8x and the transformer packs 2x2 latent patches.
+IMAGE_SIZE_MULTIPLE = 16
+
+NAMES_ROOT = Path("data/names")
+NAMES_FILES = ("name.basics.tsv", "name.basics.tsv.gz")
+
+
+class ParamsError(ValueError):
+    """A params.yaml value is missing, of the wrong type or out of range."""
+
+
+class _Strict(BaseModel):
+    # Unknown keys are typos until proven otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegInt = Annotated[int, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+class SplitFractions(_Strict):
+    train: Fraction
+    val: Fraction
+    test: Fraction
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> "SplitFractions":
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"train + val + test must sum to 1 (got {total:g})")
+        return self
+
+
+class PromptsParams(_Strict):
+    template: str
+    baseline_prompt: str
+    professions: list[str] = Field(min_length=1)
+    max_name_chars: PositiveInt = 120
+    split: SplitFractions
+
+    @field_validator("template")
+    @classmethod
+    def _has_name_slot(cls, v: str) -> str:
+        if "{name}" not in v:
+            raise ValueError("must contain the '{name}' placeholder")
+        return v
+
+
+class SchnellParams(_Strict):
+    steps: PositiveInt
+    guidance: Annotated[float, Field(ge=0.0)]
+    max_sequence_length: Annotated[int, Field(gt=0, le=512)]
+
+
+class DevParams(_Strict):
+    steps: PositiveInt
+    guidance: Annotated[float, Field(ge=0.0)]
+    strength: Annotated[float, Field(gt=0.0, le=1.0)]
+    max_sequence_length: Annotated[int, Field(gt=0, le=512)]
+
+
+class ModelIds(_Strict):
+    """Hub id, local directory, or ``smoke`` for the tiny random stand-in."""
+
+    schnell: str = Field(min_length=1)
+    dev: str = Field(min_length=1)
+
+
+class Profile(_Strict):
+    num_names: PositiveInt
+    num_baseline: NonNegInt
+    image_size: PositiveInt
+    shard_size: PositiveInt
+    batch_size: PositiveInt
+    dtype: Literal["float32", "bfloat16", "float16"]
+    models: ModelIds
+
+    @field_validator("image_size")
+    @classmethod
+    def _multiple_of_16(cls, v: int) -> int:
+        if v % IMAGE_SIZE_MULTIPLE:
+            raise ValueError(f"must be a multiple of {IMAGE_SIZE_MULTIPLE} (got {v})")
+        return v
+
+
+class Params(_Strict):
+    profile: str
+    seed: NonNegInt
+    prompts: PromptsParams
+    schnell: SchnellParams
+    dev: DevParams
+    profiles: dict[str, Profile] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _known_profile(self) -> "Params":
+        if self.profile not in self.profiles:
+            raise ValueError(
+                f"profile: unknown profile '{self.profile}'; choose one of {', '.join(sorted(self.profiles))}"
+            )
+        return self
+
+    @property
+    def scale(self) -> Profile:
+        """The active profile's scale knobs."""
+        return self.profiles[self.profile]
+
+    @property
+    def names_file(self) -> Path:
+        """The active profile's IMDb file: ``data/names/<profile>/name.basics.tsv(.gz)``."""
+        folder = NAMES_ROOT / self.profile
+        for name in NAMES_FILES:
+            if (folder / name).is_file():
+                return folder / name
+        raise ParamsError(
+            f"profile '{self.profile}': no IMDb names file in {folder}/ (expected one of {', '.join(NAMES_FILES)}); "
+            "see README, 'The IMDb names file'")
+
+    @property
+    def is_smoke(self) -> bool:
+        return self.profile == SMOKE
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    lines = [f"{source}: invalid params"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        got = e.get("input")
+        shown = "" if isinstance(got, dict) or "(got" in msg else f" (got {got!r})"
+        lines.append(f"  {key}: {msg}{shown}")
+    return "\n".join(lines)
+
+
+def parse_params(raw: dict, source: str = "params.yaml") -> Params:
+    """Validate a params mapping; raise :class:`ParamsError` naming every bad key."""
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ParamsError(_format_error(err, source)) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    """Read and validate ``params.yaml``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ParamsError(f"{path}: params file not found (run from the repository root)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ParamsError(f"{path}: not valid YAML: {err}") from None
+    return parse_params(raw, source=str(path))
+
+
+def loggable(params: Params) -> dict:
+    """Params as a plain dict with only the active profile (what a run actually used)."""
+    data = params.model_dump(mode="json")
+    data["profiles"] = {params.profile: data["profiles"][params.profile]}
+    return data

@@ -1,0 +1,54 @@
+"""What both generation stages share: device/dtype choice, job running, metrics."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from facerefine.distributed import Topology
+from facerefine.generation import runner
+from facerefine.prompts import MANIFEST_COLUMNS
+
+log = logging.getLogger(__name__)
+
+
+def effective_dtype(requested: str, topo: Topology) -> str:
+    """bf16/fp16 only on an accelerator; CPUs compute FLUX in float32."""
+    if topo.device.type == "cpu" and requested != "float32":
+        warnings.warn(f"dtype {requested} requested but running on CPU: using float32", stacklevel=2)
+        return "float32"
+    return requested
+
+
+def run_set(
+    topo: Topology,
+    manifest: pd.DataFrame,
+    out_dir: Path,
+    generate: runner.GenerateFn,
+    *,
+    shard_size: int,
+    batch_size: int,
+    job: dict,
+    shard_fingerprint: Callable[[runner.Rows, int], str] | None = None,
+    desc: str,
+) -> dict:
+    """Generate one image set across all processes and finalize it on the main one."""
+    plan = runner.plan_shards(manifest, shard_size)
+    stats = runner.generate_shards(
+        plan, out_dir, generate,
+        job_fingerprint=runner.fingerprint(job),
+        shard_fingerprint=shard_fingerprint,
+        sample_meta=lambda row: {**{c: row[c] for c in MANIFEST_COLUMNS}, **job},
+        batch_size=batch_size, rank=topo.rank, world_size=topo.world_size, desc=desc,
+    )
+    topo.barrier()
+    if topo.is_main:
+        runner.finalize(plan, out_dir, MANIFEST_COLUMNS)
+    topo.barrier()
+    log.info("%s: %d shards written, %d already complete (this process), %.1fs",
+             desc, stats.shards_written, stats.shards_done_before, stats.seconds)
+    return stats.as_dict()

@@ -1,0 +1,100 @@
+"""Training checkpoints: model weights in safetensors, training state in a
+weights-only torch file, both written atomically.
+
+A checkpoint directory holds:
+  <name>.safetensors   one file per module (e.g. ``G_AB.safetensors``)
+  state.pt             optimizer/scheduler state dicts, epoch, step, extra
+                       numbers (loaded with ``torch.load(weights_only=True)``,
+                       so nothing but tensors and plain containers is unpickled)
+Each file goes to a temp name first and is renamed, so a kill during a save
+leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_FILE = "state.pt"
+
+
+def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    """Strip DDP / torch.compile wrappers so keys are stable."""
+    module = getattr(module, "module", module)
+    return getattr(module, "_orig_mod", module)
+
+
+def save_modules(directory: str | Path, modules: Mapping[str, torch.nn.Module]) -> None:
+    """Save each module's state dict as ``<name>.safetensors`` in ``directory``."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, module in modules.items():
+        state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(module).state_dict().items()}
+        final = directory / f"{name}.safetensors"
+        tmp = final.with_suffix(".safetensors.tmp")
+        save_file(state, str(tmp))
+        os.replace(tmp, final)
+
+
+def load_modules(directory: str | Path, modules: Mapping[str, torch.nn.Module]) -> None:
+    """Load ``<name>.safetensors`` into each module (strict)."""
+    directory = Path(directory)
+    for name, module in modules.items():
+        path = directory / f"{name}.safetensors"
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {directory} has no weights for '{name}' ({path.name})")
+        _unwrap(module).load_state_dict(load_file(str(path)), strict=True)
+
+
+def save_checkpoint(
+    directory: str | Path,
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, Any] | None = None,
+    *,
+    epoch: int,
+    step: int = 0,
+    extra: Mapping[str, Any] | None = None,
+) -> None:
+    """Save weights and training state. ``epoch`` is the number of epochs completed.
+
+    Weights are written first and the state file last: the state file is the
+    commit marker, so a checkpoint whose state file exists is complete.
+    """
+    directory = Path(directory)
+    save_modules(directory, modules)
+    state = {
+        "epoch": int(epoch),
+        "step": int(step),
+        "optimizers": {k: v.state_dict() for k, v in (optimizers or {}).items()},
+        "extra": dict(extra or {}),
+    }
+    final = directory / STATE_FILE
+    tmp = final.with_suffix(".pt.tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, final)
+
+
+def has_checkpoint(directory: str | Path) -> bool:
+    return (Path(directory) / STATE_FILE).is_file()
+
+
+def load_checkpoint(
+    directory: str | Path,
+    modules: Mapping[str, torch.nn.Module],
+    optimizers: Mapping[str, Any] | None = None,
+    map_location: str | torch.device = "cpu",
+) -> dict[str, Any]:
+    """Restore weights and optimizer/scheduler state; return ``{"epoch", "step", "extra"}``."""
+    directory = Path(directory)
+    state = torch.load(directory / STATE_FILE, map_location=map_location, weights_only=True)
+    load_modules(directory, modules)
+    for name, opt in (optimizers or {}).items():
+        if name not in state["optimizers"]:
+            raise KeyError(f"checkpoint {directory} has no state for optimizer/scheduler '{name}'")
+        opt.load_state_dict(state["optimizers"][name])
+    return {"epoch": state["epoch"], "step": state["step"], "extra": state["extra"]}

@@ -1,0 +1,249 @@
+"""The one place that resolves every pretrained network.
+
+A *spec* names where weights come from:
+
+* a hub id (``black-forest-labs/FLUX.1-dev``) or a local directory: the real
+  loading code (``from_pretrained``), the libraries' own caches, a gated-model
+  token from the environment (``HF_TOKEN``, read by huggingface_hub itself and
+  never by us, so it cannot reach logs), and ``HF_HUB_OFFLINE=1`` honoured;
+* ``smoke``: a tiny, randomly initialised network of the *same architecture*,
+  built once under the project-local stand-in folder (``$FACEREFINE_HOME``,
+  default ``./.facerefine``) and then loaded through the very same real loading
+  call. Stand-ins never go to user-global caches (``~/.cache``, ``~/.deepface``).
+
+Stand-ins are deterministic (seeded), so every machine builds identical ones.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from filelock import FileLock
+
+from facerefine.config import SMOKE
+
+if TYPE_CHECKING:  # heavy imports stay lazy: the prompts stage needs none of them
+    import lpips as lpips_lib
+    from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+FluxRole = Literal["schnell", "dev"]
+
+# Bump when a stand-in builder changes so stale stand-ins are rebuilt.
+STANDIN_VERSION = 1
+
+
+def home() -> Path:
+    """Project-local folder for stand-ins (never a user-global cache)."""
+    return Path(os.environ.get("FACEREFINE_HOME", ".facerefine")).resolve()
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _build_once(name: str, builder) -> Path:
+    """Build a stand-in into ``home()/standins/<name>-v<N>`` exactly once.
+
+    The build goes to a temp dir that is renamed when complete, under a file
+    lock so that several processes (``accelerate launch``) can race safely.
+    """
+    root = home() / "standins"
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"{name}-v{STANDIN_VERSION}"
+    with FileLock(str(root / f".{name}.lock")):
+        if final.is_dir():
+            return final
+        tmp = root / f".{final.name}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        builder(tmp)
+        os.replace(tmp, final)
+    return final
+
+
+# --------------------------------------------------------------------------- FLUX
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2/CLIP byte-level alphabet: every byte maps to a printable character."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    codes = printable[:]
+    extra = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            codes.append(256 + extra)
+            extra += 1
+    return {b: chr(c) for b, c in zip(printable, codes)}
+
+
+def _write_clip_tokenizer(path: Path) -> int:
+    """A byte-level BPE CLIP tokenizer with no merges (one token per character)."""
+    path.mkdir(parents=True)
+    chars = list(_bytes_to_unicode().values())
+    tokens = chars + [c + "</w>" for c in chars] + ["<|startoftext|>", "<|endoftext|>"]
+    (path / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(tokens)}), encoding="utf-8")
+    (path / "merges.txt").write_text("#version: 0.2\n", encoding="utf-8")
+    # model_max_length=77 is what FluxPipeline pads CLIP prompts to.
+    (path / "tokenizer_config.json").write_text(
+        json.dumps({"tokenizer_class": "CLIPTokenizer", "model_max_length": 77}), encoding="utf-8")
+    return len(tokens)
+
+
+def _write_t5_tokenizer(path: Path) -> int:
+    """A character-level Unigram tokenizer in T5's format (``tokenizer.json``)."""
+    import string
+
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+
+    path.mkdir(parents=True)
+    pieces = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)]
+    pieces += [(c, -2.0) for c in string.printable.strip()]
+    pieces += [("▁" + c, -1.5) for c in string.ascii_letters]
+    tok = Tokenizer(models.Unigram(pieces, unk_id=2, byte_fallback=False))
+    tok.normalizer = normalizers.NFKC()
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.post_processor = processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>",
+                                                       special_tokens=[("</s>", 1)])
+    tok.save(str(path / "tokenizer.json"))
+    config = {"tokenizer_class": "T5Tokenizer", "eos_token": "</s>", "unk_token": "<unk>",
+              "pad_token": "<pad>", "extra_ids": 0, "model_max_length": 512}
+    (path / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return len(pieces)
+
+
+def _build_flux_standin(role: FluxRole, out: Path) -> None:
+    """Tiny FLUX pipeline with the real component classes and the real latent shapes.
+
+    The VAE has four blocks (8x downsampling) and 16 latent channels, and the
+    transformer takes 2x2-packed latents (64 channels), exactly as FLUX.1, so
+    image sizes follow the same multiple-of-16 rule. dev has a guidance
+    embedding, schnell does not, as in the released models.
+    """
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline, FluxTransformer2DModel
+    from transformers import AutoTokenizer, CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+
+    clip_vocab = _write_clip_tokenizer(out / "_clip_tok")
+    t5_vocab = _write_t5_tokenizer(out / "_t5_tok")
+    torch.manual_seed(0 if role == "schnell" else 1)
+    # eval(): T5 dropout in train mode would make generation non-deterministic.
+    clip = CLIPTextModel(CLIPTextConfig(
+        vocab_size=clip_vocab, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+        num_hidden_layers=2, projection_dim=32, max_position_embeddings=77,
+        bos_token_id=clip_vocab - 2, eos_token_id=clip_vocab - 1, pad_token_id=clip_vocab - 1)).eval()
+    t5 = T5EncoderModel(T5Config(
+        vocab_size=t5_vocab, d_model=32, d_kv=8, d_ff=37, num_layers=2, num_heads=4,
+        relative_attention_num_buckets=8, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)).eval()
+    transformer = FluxTransformer2DModel(
+        patch_size=1, in_channels=64, num_layers=1, num_single_layers=1, attention_head_dim=16,
+        num_attention_heads=2, joint_attention_dim=32, pooled_projection_dim=32, axes_dims_rope=[4, 4, 8],
+        guidance_embeds=(role == "dev")).eval()
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=16, block_out_channels=[8, 8, 16, 16],
+        down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+        layers_per_block=1, norm_num_groups=4, sample_size=64, use_quant_conv=False,
+        use_post_quant_conv=False, shift_factor=0.1159, scaling_factor=0.3611).eval()
+    # schnell is trained without resolution-dependent shift; dev uses it.
+    scheduler = FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=(role == "dev"),
+                                                base_shift=0.5, max_shift=1.15)
+    pipe = FluxPipeline(
+        scheduler=scheduler, vae=vae, transformer=transformer,
+        text_encoder=clip, tokenizer=AutoTokenizer.from_pretrained(out / "_clip_tok"),
+        text_encoder_2=t5, tokenizer_2=AutoTokenizer.from_pretrained(out / "_t5_tok"))
+    pipe.save_pretrained(out)
+    shutil.rmtree(out / "_clip_tok")
+    shutil.rmtree(out / "_t5_tok")
+
+
+def flux_location(spec: str, role: FluxRole) -> str:
+    """Hub id or local directory to pass to ``from_pretrained`` for a FLUX spec."""
+    if spec == SMOKE:
+        return str(_build_once(f"flux-{role}", lambda out: _build_flux_standin(role, out)))
+    return spec
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def _quiet_hf() -> None:
+    from diffusers.utils import logging as dlog
+    from transformers.utils import logging as tlog
+
+    dlog.set_verbosity_error()
+    tlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.disable_progress_bar()
+
+
+def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = "float32",
+              device: str | torch.device = "cpu") -> "FluxPipeline | FluxImg2ImgPipeline":
+    """Load a FLUX pipeline (text-to-image, or img2img sharing the same weights)."""
+    from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+    _quiet_hf()
+    cls = FluxImg2ImgPipeline if img2img else FluxPipeline
+    location = flux_location(spec, role)
+    try:
+        pipe = cls.from_pretrained(location, torch_dtype=torch_dtype(dtype),
+                                   local_files_only=hub_offline() or Path(location).is_dir())
+    except OSError as err:
+        raise OSError(
+            f"cannot load FLUX.1-{role} from '{spec}': {err}\n"
+            "For the paper profile, accept the model licence on the Hub and export HF_TOKEN, "
+            "or set profiles.paper.models.{role} to a local directory with the weights."
+        ) from err
+    pipe.set_progress_bar_config(disable=True)
+    return pipe.to(device)
+
+
+# -------------------------------------------------------------------------- LPIPS
+
+
+def _alexnet_features_state(spec: str) -> dict[str, torch.Tensor]:
+    """AlexNet ``features.*`` weights for LPIPS's backbone."""
+    import torchvision
+    from safetensors.torch import load_file, save_file
+
+    if spec == SMOKE:
+        def build(out: Path) -> None:
+            torch.manual_seed(0)
+            net = torchvision.models.alexnet(weights=None)
+            save_file({k: v.contiguous() for k, v in net.features.state_dict().items()},
+                      str(out / "alexnet_features.safetensors"))
+
+        return load_file(str(_build_once("lpips-alexnet", build) / "alexnet_features.safetensors"))
+    if spec != "pretrained":
+        return load_file(spec)  # a local safetensors file of AlexNet features
+    # torchvision's own loader and cache (TORCH_HOME), as lpips itself would use.
+    state = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+    return {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+
+
+def load_lpips(spec: str) -> "lpips_lib.LPIPS":
+    """LPIPS (AlexNet) in eval mode with frozen weights.
+
+    The calibrated linear heads ship inside the ``lpips`` wheel; only the
+    backbone comes from ``spec``: ``pretrained`` (torchvision ImageNet weights),
+    ``smoke`` (random stand-in) or a path to a safetensors file.
+    """
+    import lpips
+
+    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    features = _alexnet_features_state(spec)
+    # lpips splits AlexNet.features into slice1..5 keeping the original indices as names.
+    for slice_ in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
+        for idx, layer in slice_.named_children():
+            own = {k.split(".", 1)[1]: v for k, v in features.items() if k.split(".", 1)[0] == idx}
+            if own:
+                layer.load_state_dict(own)
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
