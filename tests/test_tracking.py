@@ -1,0 +1,73 @@
+"""Tracking: logs to a local SQLite store, survives a dead server, never logs secrets."""
+
+import socket
+import time
+import warnings
+
+import pytest
+
+from facerefine import tracking
+
+
+@pytest.fixture
+def tracked(monkeypatch, tmp_path):
+    monkeypatch.setenv("FACEREFINE_TRACKING", "1")
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    return tmp_path
+
+
+def test_flatten_drops_secret_keys():
+    flat = tracking.flatten({"a": {"b": 1, "hf_token": "x"}, "API_KEY": "y", "password": "z", "c": 2})
+    assert flat == {"a.b": 1, "c": 2}
+
+
+def test_stage_run_logs_to_sqlite_at_dvc_root(tracked, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-123")
+    with tracking.stage_run("prompts", params={"seed": 1, "hf_token": "secret"}, profile="smoke") as run:
+        assert run.active
+        run.log_metrics({"kept": 5, "split": {"train": 4}, "note": "text is skipped"})
+    assert (tracked / "mlflow.db").is_file()
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    runs = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], output_format="list")
+    assert len(runs) == 1
+    r = runs[0]
+    assert r.data.params == {"seed": "1"}
+    assert r.data.metrics == {"kept": 5.0, "split.train": 4.0}
+    assert r.data.tags["stage"] == "prompts" and r.data.tags["dvc_exp_name"] == "exp-123"
+    assert r.info.run_name == "prompts@exp-123" and r.info.status == "FINISHED"
+
+
+def test_unreachable_server_warns_and_the_stage_goes_on(tracked, monkeypatch):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    done = False
+    t0 = time.perf_counter()
+    with pytest.warns(UserWarning, match="unreachable"):
+        with tracking.stage_run("prompts", params={"seed": 1}) as run:
+            run.log_metrics({"x": 1})
+            done = True
+    assert done and not run.active and time.perf_counter() - t0 < 10
+
+
+def test_failing_tracker_mid_run_disables_itself(tracked):
+    class Broken:
+        def log_metrics(self, *a, **k):
+            raise ConnectionError("server went away")
+
+    run = tracking.Run(Broken())
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run.log_metrics({"x": 1})
+        run.log_metrics({"x": 2})  # no second warning, no exception
+    assert not run.active and len(caught) == 1
+
+
+def test_non_main_process_does_not_log(tracked):
+    with tracking.stage_run("prompts", enabled=False) as run:
+        assert not run.active
+    assert not (tracked / "mlflow.db").exists()
