@@ -82,10 +82,49 @@ class DevParams(_Strict):
 
 
 class ModelIds(_Strict):
-    """Hub id, local directory, or ``smoke`` for the tiny random stand-in."""
+    """Where each pretrained network comes from (resolved in ``weights.py``):
+    a hub id, a local path, ``pretrained`` (the library's own weights) or
+    ``smoke`` for the tiny random stand-in."""
 
     schnell: str = Field(min_length=1)
     dev: str = Field(min_length=1)
+    lpips: str = Field(min_length=1)
+    deepface: str = Field(min_length=1)
+
+
+class UnetScale(_Strict):
+    base_channels: PositiveInt
+    depth: Annotated[int, Field(ge=1, le=8)]
+    max_epochs: PositiveInt
+    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    image_size: PositiveInt
+    batch_size: PositiveInt
+
+    @model_validator(mode="after")
+    def _size_fits_depth(self) -> "UnetScale":
+        multiple = 2 ** (self.depth - 1)
+        if self.image_size % multiple:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 2^(depth-1) = {multiple}")
+        return self
+
+
+class CycleScale(_Strict):
+    ngf: PositiveInt
+    n_blocks: NonNegInt
+    ndf: PositiveInt
+    epochs: NonNegInt            # at constant lr
+    epochs_decay: NonNegInt      # then linear decay to 0
+    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    image_size: PositiveInt
+    batch_size: PositiveInt
+
+    @model_validator(mode="after")
+    def _check(self) -> "CycleScale":
+        if self.epochs + self.epochs_decay < 1:
+            raise ValueError("epochs + epochs_decay must be at least 1")
+        if self.image_size % 4:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of 4")
+        return self
 
 
 class Profile(_Strict):
@@ -95,7 +134,10 @@ class Profile(_Strict):
     shard_size: PositiveInt
     batch_size: PositiveInt
     dtype: Literal["float32", "bfloat16", "float16"]
+    face_detector: str = Field(min_length=1)  # DeepFace detector_backend; "skip" needs no weights
     models: ModelIds
+    unet: UnetScale
+    cyclegan: CycleScale
 
     @field_validator("image_size")
     @classmethod
@@ -105,12 +147,41 @@ class Profile(_Strict):
         return v
 
 
+class DiversityParams(_Strict):
+    tsne_perplexity: Annotated[float, Field(gt=0)]  # clamped below the sample count
+    batch_size: PositiveInt
+
+
+class UnetParams(_Strict):
+    lr: Annotated[float, Field(gt=0, lt=1)]
+    patience: PositiveInt                  # epochs without val improvement before stopping
+    structure_loss: Literal["grad", "l1"]  # Eq. 1 uses GRAD; the paper saw L1 behave the same
+
+
+class CycleGrid(_Strict):
+    variant: list[Literal["cyclegan", "esa"]] = Field(min_length=1)
+    lambda_cyc: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+    lr: list[Annotated[float, Field(gt=0, lt=1)]] = Field(min_length=1)
+
+
+class CycleParams(_Strict):
+    grid: CycleGrid
+    lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc, as in CycleGAN
+    pool_size: NonNegInt
+    beta1: Annotated[float, Field(ge=0, lt=1)]
+    esa_placement: Literal["blocks", "trunk"]
+    ssim_fail: Fraction                              # cycle SSIM below this flags a failed run (§5.2)
+
+
 class Params(_Strict):
     profile: str
     seed: NonNegInt
     prompts: PromptsParams
     schnell: SchnellParams
     dev: DevParams
+    diversity: DiversityParams
+    unet: UnetParams
+    cyclegan: CycleParams
     profiles: dict[str, Profile] = Field(min_length=1)
 
     @model_validator(mode="after")

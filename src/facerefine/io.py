@@ -10,14 +10,15 @@ from typing import Any
 import pandas as pd
 
 
-def _tmp(path: Path) -> Path:
+def temp_name(path: Path) -> Path:
+    """Sibling temp file that is renamed over ``path`` when complete."""
     return path.with_name(f".{path.name}.tmp")
 
 
 def write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
+    tmp = temp_name(path)
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)
 
@@ -29,6 +30,6 @@ def write_json(path: str | Path, data: Any) -> None:
 def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp(path)
+    tmp = temp_name(path)
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)

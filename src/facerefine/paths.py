@@ -13,3 +13,7 @@ DEV = Path("data/dev")
 
 METRICS = Path("metrics")
 REPORTS = Path("reports")
+
+HEADS = Path("models/heads")          # one loadable head directory per name
+UNET_HEAD = HEADS / "unet"
+CYCLEGAN_RUNS = Path("models/cyclegan")  # one checkpoint folder per grid cell

@@ -7,23 +7,17 @@ never depend on ordering, batch size or the number of processes.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import pandas as pd
 
 from facerefine.config import Params, ParamsError
+from facerefine.hashing import stable_hash
 from facerefine.names import Person
 
 MANIFEST_COLUMNS = ["id", "nconst", "name", "prompt", "seed", "split", "set"]
 ENRICHED, BASELINE = "enriched", "baseline"
 SPLITS = ("train", "val", "test")
-
-
-def stable_hash(*parts: object) -> int:
-    """64-bit hash that is identical on every machine and Python run (unlike ``hash``)."""
-    digest = hashlib.sha256("\x1f".join(map(str, parts)).encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big")
 
 
 def seed_for(item_id: str, base_seed: int) -> int:

@@ -9,8 +9,6 @@ skipped, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -22,6 +20,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from facerefine.data import shards
+from facerefine.hashing import fingerprint
 from facerefine.io import write_parquet
 
 log = logging.getLogger(__name__)
@@ -41,12 +40,6 @@ class RunStats:
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
-
-
-def fingerprint(*parts: object) -> str:
-    """Hash of everything that determines a shard's bytes (JSON-serialisable parts)."""
-    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 
 def plan_shards(manifest: pd.DataFrame, shard_size: int) -> list[Rows]:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from facerefine.distributed import Topology
 from facerefine.generation import runner
+from facerefine.hashing import fingerprint
 from facerefine.prompts import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ def run_set(
     plan = runner.plan_shards(manifest, shard_size)
     stats = runner.generate_shards(
         plan, out_dir, generate,
-        job_fingerprint=runner.fingerprint(job),
+        job_fingerprint=fingerprint(job),
         shard_fingerprint=shard_fingerprint,
         sample_meta=lambda row: {**{c: row[c] for c in MANIFEST_COLUMNS}, **job},
         batch_size=batch_size, rank=topo.rank, world_size=topo.world_size, desc=desc,

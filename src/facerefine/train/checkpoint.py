@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 STATE_FILE = "state.pt"
 
 
-def _unwrap(module: torch.nn.Module) -> torch.nn.Module:
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
     """Strip DDP / torch.compile wrappers so keys are stable."""
     module = getattr(module, "module", module)
     return getattr(module, "_orig_mod", module)
@@ -34,7 +34,7 @@ def save_modules(directory: str | Path, modules: Mapping[str, torch.nn.Module]) 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for name, module in modules.items():
-        state = {k: v.detach().contiguous().cpu() for k, v in _unwrap(module).state_dict().items()}
+        state = {k: v.detach().contiguous().cpu() for k, v in unwrap(module).state_dict().items()}
         final = directory / f"{name}.safetensors"
         tmp = final.with_suffix(".safetensors.tmp")
         save_file(state, str(tmp))
@@ -48,7 +48,7 @@ def load_modules(directory: str | Path, modules: Mapping[str, torch.nn.Module]) 
         path = directory / f"{name}.safetensors"
         if not path.is_file():
             raise FileNotFoundError(f"checkpoint {directory} has no weights for '{name}' ({path.name})")
-        _unwrap(module).load_state_dict(load_file(str(path)), strict=True)
+        unwrap(module).load_state_dict(load_file(str(path)), strict=True)
 
 
 def save_checkpoint(
@@ -98,3 +98,16 @@ def load_checkpoint(
             raise KeyError(f"checkpoint {directory} has no state for optimizer/scheduler '{name}'")
         opt.load_state_dict(state["optimizers"][name])
     return {"epoch": state["epoch"], "step": state["step"], "extra": state["extra"]}
+
+
+def run_directory(stage: str, identity: Mapping[str, Any]) -> Path:
+    """Where a training run keeps its resumable checkpoints.
+
+    Outside the DVC outputs (DVC deletes outs before a stage runs) and keyed by
+    everything that defines the run, so a kill resumes while a param or data
+    change starts afresh instead of resuming a stale run.
+    """
+    from facerefine.hashing import fingerprint
+    from facerefine.weights import home
+
+    return home() / "runs" / stage / fingerprint(dict(identity))

@@ -1,0 +1,390 @@
+"""Supervised trainer for the pairwise head (paper §4.1, §5.1).
+
+Loss: paper Eq. 1, ``GRAD(x, z) + LPIPS(y, z)`` (or the L1 variant), Adam at
+lr 5e-5, early stopping on validation loss, at most 10 epochs.
+
+Checkpoints under ``checkpoint_dir``:
+  last/   model + optimizer + progress (epoch, batches done in the current
+          epoch, early-stopping state, history); written every epoch and on
+          SIGINT/SIGTERM, and what a new call resumes from.
+  best/   the head with the lowest validation loss so far, as a loadable head
+          directory (``config.json`` + ``model.safetensors``, see ``save_head``).
+
+Reproducibility: every epoch reseeds all RNGs from ``(seed, epoch)`` and the
+shuffle order is a function of the same pair (accelerate's seedable sampler),
+so a run that is interrupted and resumed ends with the same weights as one that
+was not (exactly so on CPU). The model's initial weights are the caller's:
+seed before building it.
+
+Runs unchanged under ``accelerate launch`` (DDP): only the main process writes
+checkpoints and calls ``on_epoch_end``; metrics are averaged over all processes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
+from tqdm.auto import tqdm
+
+from facerefine.losses import StructureLoss, unet_loss
+from facerefine.metrics.image import psnr, ssim
+from facerefine.heads import save_head
+from facerefine.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+
+LAST = "last"
+BEST = "best"
+HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_lpips", "val_ssim", "val_psnr")
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """Knobs of one training run; defaults are the paper's (§4.1, §5.1)."""
+
+    lr: float = 5e-5
+    betas: tuple[float, float] = (0.9, 0.999)
+    max_epochs: int = 10
+    patience: int = 3  # epochs without a val-loss improvement before stopping
+    min_delta: float = 0.0  # an improvement must beat the best by more than this
+    structure: StructureLoss = "grad"  # "grad" (Eq. 1) or "l1"
+    seed: int = 0
+    bf16: bool = True  # bf16 autocast; only ever on CUDA
+    channels_last: bool = True  # only ever on CUDA
+    cpu: bool = False  # force CPU even where a GPU is visible
+    progress: bool = True  # tqdm bar, shown only on a TTY and the main process
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0):
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {self.betas}")
+        if self.max_epochs < 1:
+            raise ValueError(f"max_epochs must be >= 1, got {self.max_epochs}")
+        if self.patience < 1:
+            raise ValueError(f"patience must be >= 1, got {self.patience}")
+        if self.min_delta < 0:
+            raise ValueError(f"min_delta must be >= 0, got {self.min_delta}")
+        if self.structure not in ("grad", "l1"):
+            raise ValueError(f"structure must be 'grad' or 'l1', got {self.structure!r}")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict[str, float]]  # one record per finished epoch, keys HISTORY_KEYS
+    best_epoch: int  # 0 if no epoch finished
+    best_val_loss: float
+    stopped_early: bool
+    last_dir: Path
+    best_dir: Path
+
+
+@dataclass
+class _Progress:
+    """Everything besides weights and optimizer that a resumed run needs.
+
+    Only plain numbers, lists and dicts, so it loads with ``weights_only=True``.
+    """
+
+    epoch: int = 0  # epochs completed
+    batches_done: int = 0  # batches of epoch ``epoch + 1`` already trained (after an interrupt)
+    partial_loss_sum: float = 0.0  # train-loss sum over those batches, all processes
+    partial_count: float = 0.0  # images in those batches, all processes
+    step: int = 0  # optimizer steps in total
+    best_val_loss: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class _StopRequest:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps.
+
+    A KeyboardInterrupt raised at an arbitrary point could land inside
+    ``optimizer.step()`` and leave half-updated weights to be checkpointed; a
+    flag read between steps cannot. A second signal interrupts at once.
+    Handlers can only be installed from the main thread; elsewhere signals keep
+    their default behaviour and the last epoch checkpoint is what survives.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.flag = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if self.flag:
+            raise KeyboardInterrupt
+        self.flag = True
+
+    def __enter__(self) -> _StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def requested(self, accelerator: Accelerator) -> bool:
+        """True on every process if any process got a signal (one all-reduce under DDP)."""
+        if accelerator.num_processes == 1:
+            return self.flag
+        if self.flag:
+            accelerator.set_trigger()
+        return accelerator.check_trigger()
+
+
+def make_accelerator(cfg: SupervisedConfig) -> Accelerator:
+    """An Accelerator for ``cfg``: bf16 only on CUDA, seedable shuffling."""
+    on_cuda = torch.cuda.is_available() and not cfg.cpu
+    return Accelerator(
+        cpu=cfg.cpu,
+        mixed_precision="bf16" if (cfg.bf16 and on_cuda) else "no",
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
+    )
+
+
+def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(batch, (tuple, list)) or len(batch) != 2:
+        raise TypeError(f"loaders must yield (x, y) pairs of NCHW tensors, got {type(batch).__name__}")
+    return batch[0], batch[1]
+
+
+def _prepare_images(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    x = x.float()
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _resumable_dir(checkpoint_dir: Path) -> Path | None:
+    """``last``, or ``last.old`` if a save was killed between its two renames."""
+    for candidate in (checkpoint_dir / LAST, checkpoint_dir / f"{LAST}.old"):
+        if has_checkpoint(candidate):
+            return candidate
+    return None
+
+
+def _save_last(checkpoint_dir: Path, model: torch.nn.Module, optimizer: Any, progress: _Progress) -> None:
+    """Write ``last`` as a whole: build it in ``last.tmp``, then swap directories.
+
+    ``save_checkpoint`` writes files one by one, so overwriting a checkpoint in
+    place and being killed half-way would pair new weights with the old
+    optimizer state; the swap means a reader sees either the old or the new one.
+    """
+    last = checkpoint_dir / LAST
+    tmp, old = checkpoint_dir / f"{LAST}.tmp", checkpoint_dir / f"{LAST}.old"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(
+        tmp,
+        {"model": model},
+        {"optimizer": optimizer},
+        epoch=progress.epoch,
+        step=progress.step,
+        extra=asdict(progress),
+    )
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(last, old)
+    os.replace(tmp, last)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _sum_over_processes(accelerator: Accelerator, values: torch.Tensor) -> torch.Tensor:
+    return accelerator.reduce(values, reduction="sum") if accelerator.num_processes > 1 else values
+
+
+@torch.no_grad()
+def evaluate(
+    model: torch.nn.Module,
+    lpips_net: torch.nn.Module,
+    loader: Iterable[Any],
+    accelerator: Accelerator,
+    structure: StructureLoss = "grad",
+    channels_last: bool = False,
+) -> dict[str, float]:
+    """Validation metrics of ``z = model(x)``: loss (Eq. 1), LPIPS, SSIM and PSNR vs ``y``.
+
+    Per-image values are gathered from all processes (dropping the samples
+    accelerate repeats to even out the last batch) and averaged per image.
+    """
+    model.eval()
+    per_image: dict[str, list[torch.Tensor]] = {key: [] for key in HISTORY_KEYS if key.startswith("val_")}
+    for batch in loader:
+        x, y = (_prepare_images(t, channels_last) for t in _split_batch(batch))
+        with accelerator.autocast():
+            z = model(x)
+            loss, parts = unet_loss(x, y, z, lpips_net, structure, reduction="none")
+        values = {
+            "val_loss": loss.float(),
+            "val_lpips": parts["lpips"].float(),
+            "val_ssim": ssim(z, y, reduction="none"),
+            "val_psnr": psnr(z, y, reduction="none"),
+        }
+        for key, value in values.items():
+            per_image[key].append(accelerator.gather_for_metrics(value))
+    if not per_image["val_loss"]:
+        raise ValueError("the validation loader yielded no batches")
+    return {key: torch.cat(chunks).mean().item() for key, chunks in per_image.items()}
+
+
+def _update_early_stopping(progress: _Progress, val_loss: float, epoch: int, cfg: SupervisedConfig) -> bool:
+    """Record epoch ``epoch``'s validation loss; return whether it is the new best.
+
+    NaN never counts as an improvement (comparisons with NaN are False).
+    """
+    improved = val_loss < progress.best_val_loss - cfg.min_delta
+    if improved:
+        progress.best_val_loss, progress.best_epoch, progress.bad_epochs = val_loss, epoch, 0
+    else:
+        progress.bad_epochs += 1
+    progress.stopped_early = progress.bad_epochs >= cfg.patience and epoch < cfg.max_epochs
+    return improved
+
+
+def _train_epoch(
+    epoch: int,
+    model: torch.nn.Module,
+    lpips_net: torch.nn.Module,
+    loader: Iterable[Any],
+    optimizer: Any,
+    accelerator: Accelerator,
+    cfg: SupervisedConfig,
+    progress: _Progress,
+    stop: _StopRequest,
+    channels_last: bool,
+) -> float | None:
+    """One pass over ``loader``, skipping batches trained before an interrupt.
+
+    Returns the epoch's mean train loss, or None if a stop was requested; the
+    partial sums are then in ``progress``, ready to be checkpointed.
+    """
+    # The partial sums of an interrupted epoch live on the main process only,
+    # so that summing over processes counts them once.
+    carried = (progress.partial_loss_sum, progress.partial_count) if accelerator.is_main_process else (0.0, 0.0)
+    totals = torch.tensor(carried, dtype=torch.float64, device=accelerator.device)  # (loss sum, images)
+    model.train()
+    bar = tqdm(
+        loader,
+        desc=f"epoch {epoch}/{cfg.max_epochs}",
+        disable=not (cfg.progress and accelerator.is_local_main_process and sys.stderr.isatty()),
+        leave=False,
+    )
+    for index, batch in enumerate(bar):
+        if index < progress.batches_done:
+            continue  # trained before the interrupt; same order thanks to the epoch seed
+        x, y = (_prepare_images(t, channels_last) for t in _split_batch(batch))
+        with accelerator.autocast():
+            loss, _ = unet_loss(x, y, model(x), lpips_net, cfg.structure)
+        optimizer.zero_grad(set_to_none=True)
+        accelerator.backward(loss)
+        optimizer.step()
+        progress.step += 1
+        progress.batches_done = index + 1
+        totals[0] += loss.detach().double() * x.shape[0]
+        totals[1] += x.shape[0]
+        if stop.requested(accelerator):
+            progress.partial_loss_sum, progress.partial_count = _sum_over_processes(accelerator, totals).tolist()
+            return None
+    loss_sum, count = _sum_over_processes(accelerator, totals).tolist()
+    if count == 0:
+        raise ValueError("the training loader yielded no batches")
+    return loss_sum / count
+
+
+def train_supervised(
+    model: torch.nn.Module,
+    lpips_net: torch.nn.Module,
+    train_loader: Iterable[Any],
+    val_loader: Iterable[Any],
+    cfg: SupervisedConfig,
+    checkpoint_dir: str | Path,
+    *,
+    on_epoch_end: Callable[[dict[str, float]], None] | None = None,
+    accelerator: Accelerator | None = None,
+) -> TrainResult:
+    """Train ``model`` on (x, y) pairs in [-1, 1] NCHW; resume from ``checkpoint_dir/last`` if present.
+
+    ``train_loader``/``val_loader`` are plain DataLoaders (they are passed through
+    ``accelerator.prepare``, which shards them across processes). ``lpips_net`` is
+    an ``lpips.LPIPS`` module; it is frozen and put in eval mode here.
+    ``on_epoch_end`` gets each epoch's history record on the main process, after
+    that epoch's checkpoint is written. A run that already finished (max_epochs
+    reached or stopped early) returns its saved result without training; raising
+    ``cfg.max_epochs`` continues it unless it stopped early.
+    On SIGINT/SIGTERM the current step finishes, ``last`` is written, and
+    KeyboardInterrupt is raised.
+    """
+    checkpoint_dir = Path(checkpoint_dir)
+    accelerator = accelerator or make_accelerator(cfg)
+    set_seed(cfg.seed)
+    channels_last = cfg.channels_last and accelerator.device.type == "cuda"
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    lpips_net = lpips_net.to(accelerator.device).eval().requires_grad_(False)
+
+    progress = _Progress()
+    resume_from = _resumable_dir(checkpoint_dir)
+    if resume_from is not None:
+        saved = load_checkpoint(resume_from, {"model": model}, {"optimizer": optimizer}, accelerator.device)
+        progress = _Progress(**saved["extra"])
+
+    def save_last() -> None:
+        if accelerator.is_main_process:
+            _save_last(checkpoint_dir, accelerator.unwrap_model(model), optimizer, progress)
+        accelerator.wait_for_everyone()
+
+    with _StopRequest() as stop:
+        for epoch in range(progress.epoch + 1, cfg.max_epochs + 1):
+            if progress.stopped_early:
+                break
+            # Seed from (seed, epoch) so a resumed epoch replays the same randomness.
+            set_seed(cfg.seed + epoch)
+            if hasattr(train_loader, "set_epoch"):
+                train_loader.set_epoch(epoch)
+            train_loss = _train_epoch(
+                epoch, model, lpips_net, train_loader, optimizer, accelerator, cfg, progress, stop, channels_last
+            )
+            if train_loss is None:
+                save_last()
+                raise KeyboardInterrupt(f"interrupted in epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+            val = evaluate(model, lpips_net, val_loader, accelerator, cfg.structure, channels_last)
+            record = {"epoch": epoch, "train_loss": train_loss, **val}
+            improved = _update_early_stopping(progress, val["val_loss"], epoch, cfg)
+            progress.epoch, progress.batches_done = epoch, 0
+            progress.partial_loss_sum = progress.partial_count = 0.0
+            progress.history.append(record)
+
+            # best before last: if killed in between, the resumed run redoes this
+            # epoch and rewrites the same best weights.
+            if improved and accelerator.is_main_process:
+                save_head(checkpoint_dir / BEST, accelerator.unwrap_model(model), name="unet")
+            save_last()
+            if on_epoch_end is not None and accelerator.is_main_process:
+                on_epoch_end(dict(record))
+            if stop.requested(accelerator):
+                raise KeyboardInterrupt(f"interrupted after epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+
+    return TrainResult(
+        history=list(progress.history),
+        best_epoch=progress.best_epoch,
+        best_val_loss=progress.best_val_loss,
+        stopped_early=progress.stopped_early,
+        last_dir=checkpoint_dir / LAST,
+        best_dir=checkpoint_dir / BEST,
+    )
