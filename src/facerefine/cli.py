@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
+
+if TYPE_CHECKING:
+    from facerefine.enhance import Enhancer
+
+# Literal copies of facerefine.enhance's choices, so that `facerefine --help` does not import torch.
+DTYPES = ("bfloat16", "float16", "float32")
+FORMATS = ("jpeg", "png", "webp")
 
 
 @click.group()
@@ -18,6 +30,199 @@ def standins() -> None:
 
     for role in ("schnell", "dev"):
         click.echo(f"flux-{role}: {weights.flux_location('smoke', role)}")
+
+
+def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1, tile: int | None = None,
+                   overlap: int = 32, compile_: bool = False) -> Enhancer:
+    from facerefine.enhance import Enhancer, default_device
+    from facerefine.heads import load_head
+
+    device = device or default_device()
+    try:
+        loaded = load_head(head)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.BadParameter(str(err), param_hint="--head") from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            enhancer = Enhancer(loaded, device=device, dtype=dtype, batch_size=batch_size, tile=tile,
+                                overlap=overlap, compile=compile_)
+        except ValueError as err:  # e.g. an overlap as large as the tile
+            raise click.UsageError(str(err)) from None
+    for w in caught:
+        click.echo(f"note: {w.message}", err=True)
+    return enhancer
+
+
+_device = click.option("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
+_dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
+                      help="bfloat16/float16 run as autocast on GPU only")
+
+
+@main.command()
+@click.argument("input_spec", metavar="INPUT")
+@click.argument("output", metavar="OUTPUT")
+@click.option("--head", required=True, help="head directory, or a name in models/heads/ (e.g. unet)")
+@click.option("--format", "image_format", type=click.Choice(FORMATS), default=None,
+              help="output format (default: OUTPUT's extension, else the input's)")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality")
+@click.option("--overwrite", is_flag=True, help="recompute outputs that already exist (default: skip them)")
+@click.option("--tile", type=click.IntRange(min=0), default=0, show_default=True,
+              help="refine images larger than N pixels in N x N tiles (0: whole images)")
+@click.option("--overlap", type=click.IntRange(min=0), default=32, show_default=True,
+              help="tile overlap in pixels, blended")
+@click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True,
+              help="images (of equal padded size) or tiles per forward pass")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="image-decoding processes (default: 0 on CPU, 4 on GPU)")
+@click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the head")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@_device
+@_dtype
+def enhance(input_spec: str, output: str, head: str, image_format: str | None, quality: int, overwrite: bool,
+            tile: int, overlap: int, batch_size: int, workers: int | None, compile_: bool, quiet: bool,
+            device: str | None, dtype: str) -> None:
+    """Refine an image, a folder (recursive) or a quoted glob ("photos/**/*.jpg") with a head.
+
+    OUTPUT mirrors INPUT: a file for a single image (or a folder if it exists or ends
+    with /), else a folder with the same subfolders. Every output has its input's size,
+    orientation (EXIF), alpha and grey/colour mode. Finished outputs are skipped, so an
+    interrupted run resumes. Unreadable files are reported at the end (exit status 1).
+    """
+    from facerefine.enhance import check_not_in_place, enhance_files, find_images, output_is_folder, plan_jobs
+
+    try:
+        inputs = find_images(input_spec, exclude=Path(output).resolve())
+        if not inputs.files:
+            raise click.ClickException(f"{input_spec}: no .png/.jpg/.jpeg/.webp images found")
+        jobs = plan_jobs(inputs, output, image_format)
+        check_not_in_place(jobs)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    enhancer = _load_enhancer(head, device, dtype, batch_size, tile or None, overlap, compile_)
+    if workers is None:
+        workers = 4 if enhancer.device.type == "cuda" else 0
+    where = output if output_is_folder(inputs, output) else Path(output).parent
+    click.echo(f"head '{enhancer.head.name}' ({enhancer.head.path}) on {enhancer.device}: "
+               f"{len(jobs)} image(s) -> {where}", err=True)
+    report = enhance_files(enhancer, jobs, overwrite=overwrite, workers=workers, quality=quality,
+                           progress=not quiet)
+    click.echo(report.summary(), err=not report.ok)
+    if not report.ok:
+        sys.exit(1)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="image to write (.png, .jpg or .webp)")
+@click.option("--seed", type=int, default=0, show_default=True, help="seeds a CPU torch.Generator")
+@click.option("--size", type=click.IntRange(min=16), default=None,
+              help="square side, a multiple of 16 (default: params.yaml's image_size, else 512)")
+@click.option("--steps", type=click.IntRange(min=1), default=None,
+              help="schnell steps (default: params.yaml's schnell.steps, else 4)")
+@click.option("--head", default=None, help="head directory or name in models/heads/ (default: no head)")
+@click.option("--model", default=None,
+              help="schnell weights: hub id, local dir or 'smoke' (default: the active profile's "
+                   "models.schnell in ./params.yaml, else black-forest-labs/FLUX.1-schnell)")
+@click.option("--keep-raw", is_flag=True, help="also save the schnell image as <output>_raw.<ext>")
+@_device
+@click.option("--dtype", type=click.Choice(DTYPES), default=None,
+              help="FLUX dtype (default: the profile's, else bfloat16 on GPU / float32 on CPU); "
+                   "the head runs float32 on CPU")
+def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int | None, head: str | None,
+             model: str | None, keep_raw: bool, device: str | None, dtype: str | None) -> None:
+    """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
+    from facerefine.enhance import EXTENSION_FORMATS, default_device, generate_settings, save_atomic
+    from facerefine.enhance import generate as run_generate
+
+    image_format = EXTENSION_FORMATS.get(output.suffix.lower())
+    if image_format is None:
+        raise click.BadParameter(f"{output}: use a .png, .jpg or .webp name", param_hint="--output")
+    device = device or default_device()
+    try:
+        settings = generate_settings(model=model, steps=steps, size=size, dtype=dtype, device=device)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    enhancer = _load_enhancer(head, device, settings.dtype) if head else None
+    note = "  (smoke stand-in: the image is noise)" if settings.model == "smoke" else ""
+    click.echo(f"schnell '{settings.model}' from {settings.source}: {settings.size}x{settings.size}, "
+               f"{settings.steps} steps, seed {seed}{note}", err=True)
+    raw, refined = run_generate(prompt, settings, seed=seed, device=device, enhancer=enhancer)
+    if keep_raw:
+        raw_path = output.with_name(f"{output.stem}_raw{output.suffix}")
+        save_atomic(raw, raw_path, image_format)
+        click.echo(f"raw schnell image: {raw_path}", err=True)
+    save_atomic(refined, output, image_format)
+    click.echo(str(output))
+
+
+
+@main.command()
+@click.option("--mode", type=click.Choice(("smoke", "weights", "arch")), default=None,
+              help="smoke: tiny stand-ins; weights: the profile's real checkpoints; arch: full-size FLUX.1 "
+                   "and paper-size heads with random weights (GPU; no download). Default: the profile's")
+@click.option("--resolutions", default=None, help="comma-separated square sides, multiples of 16 (e.g. 256,512,1024)")
+@click.option("--head-batch-sizes", default=None, help="comma-separated head batch sizes (e.g. 1,8,32)")
+@click.option("--warmup", type=click.IntRange(min=0), default=None, help="pipeline warm-up calls")
+@click.option("--repeats", type=click.IntRange(min=1), default=None, help="timed pipeline calls (median reported)")
+@click.option("--head-warmup", type=click.IntRange(min=0), default=None, help="head warm-up calls")
+@click.option("--head-repeats", type=click.IntRange(min=1), default=None, help="timed head calls")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads")
+@click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the heads")
+@click.option("--device", "bench_device", default=None, help="auto, cpu, cuda, cuda:1 (default: auto)")
+@click.option("--force", is_flag=True, help="allow --mode arch on a CPU (takes hours)")
+@click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="the device's peak TFLOP/s for the compute bound (default: looked up for known GPUs)")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("benchmarks/results"), show_default=True,
+              help="folder for latency.json, latency.md and latency.png")
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+@click.option("--track", is_flag=True, help="also log an MLflow run, as the DVC stage does")
+def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | None, warmup: int | None,
+          repeats: int | None, head_warmup: int | None, head_repeats: int | None, threads: int | None,
+          compile_: bool | None, bench_device: str | None, force: bool, peak_tflops: float | None,
+          out_dir: Path, params_file: Path, track: bool) -> None:
+    """Time dev vs schnell vs schnell + head across resolutions (paper §5.3, Fig. 6).
+
+    Same benchmark as `dvc repro benchmark`, with overrides, writing to --out instead of
+    metrics/ and reports/. Heads: every folder in models/heads/, plus a plain ResNet
+    generator as the reference.
+    """
+    from dataclasses import asdict
+
+    from facerefine import bench as benchmark
+    from facerefine.config import ParamsError, load_params, loggable
+    from facerefine.tracking import stage_run
+
+    def int_list(text: str | None, hint: str) -> list[int] | None:
+        if text is None:
+            return None
+        try:
+            return [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=hint) from None
+
+    try:
+        params = load_params(params_file)
+        bp = benchmark.bench_params(
+            params, mode=mode, resolutions=int_list(resolutions, "--resolutions"),
+            head_batch_sizes=int_list(head_batch_sizes, "--head-batch-sizes"), warmup=warmup, repeats=repeats,
+            head_warmup=head_warmup, head_repeats=head_repeats, threads=threads, compile=compile_,
+            device=bench_device, force=force or None, peak_tflops=peak_tflops)
+        with stage_run("bench-cli", params={**loggable(params), "bench_resolved": asdict(bp)},
+                       profile=params.profile, enabled=track) as run:
+            result = benchmark.run_benchmark(params, bp)
+            outputs = benchmark.Outputs.in_dir(out_dir)
+            benchmark.write_outputs(result, outputs)
+            run.log_metrics(benchmark.mlflow_metrics(result))
+            for artifact in outputs.all():
+                run.log_artifact(artifact)
+    except (ParamsError, FileNotFoundError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(benchmark.summary_text(result))
+    click.echo(f"wrote {', '.join(str(p) for p in outputs.all())}")
 
 
 if __name__ == "__main__":

@@ -90,6 +90,9 @@ class ModelIds(_Strict):
     dev: str = Field(min_length=1)
     lpips: str = Field(min_length=1)
     deepface: str = Field(min_length=1)
+    inception: str = Field(min_length=1)   # torch-fidelity's FID Inception
+    clip_iqa: str = Field(min_length=1)    # CLIP for CLIP-IQA
+    lora: str = Field(min_length=1)        # the realism-LoRA baseline of Table 4
 
 
 class UnetScale(_Strict):
@@ -152,6 +155,14 @@ class DiversityParams(_Strict):
     batch_size: PositiveInt
 
 
+class EvaluateParams(_Strict):
+    kid_subset_size: PositiveInt       # clamped to the test-set size
+    kid_subsets: PositiveInt
+    clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics prompt names or pairs
+    batch_size: PositiveInt
+    grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
+
+
 class UnetParams(_Strict):
     lr: Annotated[float, Field(gt=0, lt=1)]
     patience: PositiveInt                  # epochs without val improvement before stopping
@@ -182,6 +193,7 @@ class Params(_Strict):
     diversity: DiversityParams
     unet: UnetParams
     cyclegan: CycleParams
+    evaluate: EvaluateParams
     profiles: dict[str, Profile] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -33,3 +33,27 @@ def save_png(image: Image.Image, path: str | Path) -> None:
     tmp = temp_name(path)
     image.save(tmp, format="PNG")
     tmp.replace(path)
+
+
+def line_plot(series: dict[str, tuple[list, list]], path: str | Path, *, xlabel: str, ylabel: str,
+              title: str, log_y: bool = False) -> None:
+    """One line per named (x, y) series, saved as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; never needs a display
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, (x, y) in series.items():
+        ax.plot(x, y, marker="o", label=name)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if log_y:
+        ax.set_yscale("log")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    tmp.replace(path)

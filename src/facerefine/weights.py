@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # heavy imports stay lazy: the prompts stage needs none of th
 FluxRole = Literal["schnell", "dev"]
 
 # Bump when a stand-in builder changes so stale stand-ins are rebuilt.
-STANDIN_VERSION = 1
+STANDIN_VERSION = 2
 
 
 def home() -> Path:
@@ -233,9 +233,13 @@ def load_lpips(spec: str) -> "lpips_lib.LPIPS":
     backbone comes from ``spec``: ``pretrained`` (torchvision ImageNet weights),
     ``smoke`` (random stand-in) or a path to a safetensors file.
     """
+    import warnings
+
     import lpips
 
-    model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():  # lpips still passes torchvision's deprecated `pretrained=`
+        warnings.simplefilter("ignore", UserWarning)
+        model = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
     features = _alexnet_features_state(spec)
     # lpips splits AlexNet.features into slice1..5 keeping the original indices as names.
     for slice_ in (model.net.slice1, model.net.slice2, model.net.slice3, model.net.slice4, model.net.slice5):
@@ -247,3 +251,239 @@ def load_lpips(spec: str) -> "lpips_lib.LPIPS":
     for p in model.parameters():
         p.requires_grad_(False)
     return model
+
+
+# ======================================================================= DeepFace / ArcFace
+# DeepFace (>= 0.0.100) runs on its pytorch backend when DEEPFACE_BACKEND_ENGINE=pytorch
+# (deepface.commons.backend_utils, resolved once per process and cached) and each model's
+# load_model() reads `$DEEPFACE_HOME/.deepface/weights/<file>.pth` (DEEPFACE_HOME defaults to
+# the user's home), downloading it with gdown only when the file is missing
+# (deepface.commons.weight_utils.download_weights_if_necessary).
+#
+# A deepface spec is ``pretrained`` (DeepFace's own loading: $DEEPFACE_HOME or ~/.deepface),
+# ``smoke`` (random stand-ins of the same architectures, saved under home() with the file
+# names DeepFace expects, so its loader finds them and never downloads), or a directory to use
+# as DEEPFACE_HOME. Models are built by DeepFace itself (modeling.get_model_class(...)()).
+
+# Imported here, not in the header: this section is appended to the FLUX/LPIPS code.
+from collections.abc import Iterator  # noqa: E402
+from contextlib import contextmanager  # noqa: E402
+
+PRETRAINED = "pretrained"
+DeepFaceModel = Literal["Age", "Gender", "Race", "ArcFace"]
+
+# name -> (DeepFace task, module of its pytorch implementation: base_model(), WEIGHTS_URL)
+DEEPFACE_MODELS: dict[str, tuple[str, str]] = {
+    "Age": ("facial_attribute", "deepface.models.demography.pytorch.Age"),
+    "Gender": ("facial_attribute", "deepface.models.demography.pytorch.Gender"),
+    "Race": ("facial_attribute", "deepface.models.demography.pytorch.Race"),
+    "ArcFace": ("facial_recognition", "deepface.models.facial_recognition.pytorch.ArcFace"),
+}
+# Every DeepFace detector but "skip" fetches weights (even opencv 5 downloads its cascades),
+# and the smoke stand-ins cover none of them.
+DEEPFACE_OFFLINE_DETECTORS = ("skip",)
+# Bump when _build_deepface_standin changes (STANDIN_VERSION above belongs to the FLUX/LPIPS code).
+DEEPFACE_STANDIN_REVISION = 1
+
+_deepface_models: dict[tuple[str, str], object] = {}
+
+
+def deepface_weight_file(name: str) -> str:
+    """The file DeepFace's loader looks for: the last part of its first weights URL
+    (the rule deepface.commons.weight_utils itself applies)."""
+    import importlib
+
+    urls = importlib.import_module(DEEPFACE_MODELS[name][1]).WEIGHTS_URL
+    return (urls if isinstance(urls, str) else urls[0]).rsplit("/", 1)[-1]
+
+
+def _build_deepface_standin(out: Path) -> None:
+    """Seeded random Age/Gender/Race (VGG-Face trunk) and ArcFace (ResNet34) networks from
+    DeepFace's own classes, saved as ``.deepface/weights/<file>.pth`` under ``out``.
+
+    Stored as float16 to halve the ~1.75 GB a float32 copy of three VGG-Face trunks takes;
+    DeepFace's load_state_dict casts them into its float32 parameters.
+    """
+    import importlib
+
+    weights_dir = out / ".deepface" / "weights"
+    weights_dir.mkdir(parents=True)
+    for seed, (name, (_, module_name)) in enumerate(DEEPFACE_MODELS.items()):
+        with torch.random.fork_rng(devices=[]):  # leave the caller's RNG stream alone
+            torch.manual_seed(seed)
+            net = importlib.import_module(module_name).base_model()
+        state = {k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()}
+        torch.save(state, weights_dir / deepface_weight_file(name))
+
+
+def deepface_home(spec: str) -> Path | None:
+    """DEEPFACE_HOME for a spec; None means DeepFace's default ($DEEPFACE_HOME or ~)."""
+    if spec == SMOKE:
+        return _build_once(f"deepface-r{DEEPFACE_STANDIN_REVISION}", _build_deepface_standin)
+    if spec == PRETRAINED:
+        return None
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"models.deepface: '{spec}' is neither 'pretrained', 'smoke' nor a directory "
+            "(a directory is used as DEEPFACE_HOME: weights in <dir>/.deepface/weights/)")
+    return path.resolve()
+
+
+def deepface_detector(spec: str, detector: str) -> str:
+    """The DeepFace detector_backend to use; refuses one that would download under smoke."""
+    from facerefine.config import ParamsError
+
+    if spec == SMOKE and detector not in DEEPFACE_OFFLINE_DETECTORS:
+        raise ParamsError(
+            f"face_detector: '{detector}' needs pretrained detector weights, which the smoke "
+            f"stand-ins do not include; use one of {', '.join(DEEPFACE_OFFLINE_DETECTORS)} with "
+            "models.deepface: smoke")
+    return detector
+
+
+def _deepface_pytorch_engine() -> None:
+    """Make DeepFace pick its pytorch backend. It caches the choice the first time any model
+    or detector is built, and the variable stays set so that retina-face (which reads it
+    too) agrees."""
+    from deepface.commons import backend_utils
+
+    os.environ.setdefault(backend_utils.BACKEND_ENGINE_ENV_VAR, backend_utils.PYTORCH)
+    engine = backend_utils.get_backend_engine()
+    if engine != backend_utils.PYTORCH:
+        raise RuntimeError(
+            f"DeepFace runs on its '{engine}' backend in this process; facerefine needs 'pytorch' "
+            f"(unset {backend_utils.BACKEND_ENGINE_ENV_VAR} or set it to pytorch)")
+
+
+@contextmanager
+def deepface_environment(spec: str) -> Iterator[None]:
+    """Run DeepFace calls that may load weights (models, detectors) against the spec's
+    weights: DeepFace's pytorch backend, and DEEPFACE_HOME pointed at the spec's folder for
+    the duration only (the user's own setting comes back after). ``pretrained`` leaves
+    DEEPFACE_HOME alone and creates DeepFace's folder as ``from deepface import DeepFace``
+    would."""
+    home = deepface_home(spec)
+    _deepface_pytorch_engine()
+    if home is None:
+        from deepface.commons import folder_utils
+
+        folder_utils.initialize_folder()
+        yield
+        return
+    saved = os.environ.get("DEEPFACE_HOME")
+    os.environ["DEEPFACE_HOME"] = str(home)
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop("DEEPFACE_HOME", None)
+        else:
+            os.environ["DEEPFACE_HOME"] = saved
+
+
+def load_deepface(spec: str, name: DeepFaceModel):
+    """DeepFace's own client for ``name`` (e.g. ApparentAgeClient, ArcFaceClient), built by
+    DeepFace from the weights the spec names. Cached per (weights home, model)."""
+    home = deepface_home(spec)
+    key = (str(home) if home else f"{PRETRAINED}:{os.environ.get('DEEPFACE_HOME', '~')}", name)
+    if key not in _deepface_models:
+        from deepface.modules import modeling
+
+        with deepface_environment(spec):
+            _deepface_models[key] = modeling.get_model_class(task=DEEPFACE_MODELS[name][0], model_name=name)()
+    return _deepface_models[key]
+
+
+# ============================================================ Inception (FID/KID), CLIP (CLIP-IQA), LoRA
+
+
+def inception_weights_path(spec: str) -> str | None:
+    """Weights file for torch-fidelity's InceptionV3 (``feature_extractor_weights_path``).
+
+    ``pretrained`` -> None: torch-fidelity downloads/caches its own FID Inception
+    weights. ``smoke`` -> a random stand-in of the same network, built once.
+    """
+    if spec == "pretrained":
+        return None
+    if spec != SMOKE:
+        return spec  # a local copy of torch-fidelity's weights file
+
+    def build(out: Path) -> None:
+        from unittest import mock
+
+        from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+        torch.manual_seed(0)
+        # Build the real module but skip its weight loading (which would download);
+        # this patch lives only in the stand-in builder, never in the loading path.
+        with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None), \
+                mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url",
+                           lambda *a, **k: {}):
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+        # He init keeps activations O(1) through 90-odd layers; PyTorch's default
+        # init shrinks them to ~1e-10 and FID on such features is numerically void.
+        for module in net.modules():
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+        torch.save(net.state_dict(), out / "inception.pt")
+
+    return str(_build_once("fidelity-inception", build) / "inception.pt")
+
+
+CLIP_IQA_MODEL = "openai/clip-vit-base-patch16"  # torchmetrics' CLIP-IQA backbone without piq
+
+
+def _build_clip_standin(out: Path) -> None:
+    from transformers import (AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor,
+                              CLIPTextConfig, CLIPVisionConfig)
+
+    vocab = _write_clip_tokenizer(out / "_tok")
+    torch.manual_seed(0)
+    text = CLIPTextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_attention_heads=4,
+                          num_hidden_layers=2, max_position_embeddings=77, projection_dim=32,
+                          bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    vision = CLIPVisionConfig(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2,
+                              image_size=32, patch_size=8, projection_dim=32)
+    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=32))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 32},
+                                                                 crop_size={"height": 32, "width": 32}),
+                              tokenizer=AutoTokenizer.from_pretrained(out / "_tok"))
+    model.eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    shutil.rmtree(out / "_tok")
+
+
+def load_clip(spec: str):
+    """(CLIPModel, CLIPProcessor) for CLIP-IQA: ``pretrained`` is openai/clip-vit-base-patch16."""
+    from transformers import CLIPModel, CLIPProcessor
+
+    _quiet_hf()
+    location = {"pretrained": CLIP_IQA_MODEL, SMOKE: None}.get(spec, spec)
+    if location is None:
+        location = str(_build_once("clip", _build_clip_standin))
+    local = hub_offline() or Path(location).is_dir()
+    return (CLIPModel.from_pretrained(location, local_files_only=local).eval(),
+            CLIPProcessor.from_pretrained(location, local_files_only=local))
+
+
+def _build_lora_standin(out: Path) -> None:
+    """A small random LoRA on the schnell stand-in's attention, in diffusers' format."""
+    from diffusers import FluxPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    transformer = load_flux(SMOKE, "schnell").transformer
+    torch.manual_seed(0)
+    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    state = get_peft_model_state_dict(transformer)
+    # PEFT starts lora_B at zero (a no-op adapter); give every matrix random values.
+    state = {k: torch.randn_like(v) * 0.2 for k, v in state.items()}
+    FluxPipeline.save_lora_weights(out, transformer_lora_layers=state)
+
+
+def lora_location(spec: str) -> str:
+    """Hub id or local folder for ``pipe.load_lora_weights`` (the realism-LoRA baseline)."""
+    if spec == SMOKE:
+        return str(_build_once("lora-schnell", _build_lora_standin))
+    return spec

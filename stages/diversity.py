@@ -1,0 +1,76 @@
+"""Stage `diversity`: DeepFace age/gender/race of both schnell sets and a t-SNE of their
+ArcFace embeddings (paper §3.2: Table 1 and Fig. 3)."""
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from facerefine import paths, weights
+from facerefine.analysis.attributes import summarise
+from facerefine.analysis.diversity import analyse_set
+from facerefine.analysis.embeddings import found_mask
+from facerefine.analysis.report import mlflow_metrics, render
+from facerefine.analysis.tsne import clamp_perplexity, plot_tsne, tsne_2d
+from facerefine.config import SMOKE, load_params, loggable
+from facerefine.io import write_json, write_parquet, write_text
+from facerefine.stagekit import run_stage
+from facerefine.tracking import stage_run
+
+log = logging.getLogger("diversity")
+
+SETS = {"baseline": paths.SCHNELL_BASELINE, "enriched": paths.SCHNELL_ENRICHED}
+TABLE = Path("data/diversity/attributes.parquet")
+METRICS = paths.METRICS / "diversity.json"
+REPORT = paths.REPORTS / "diversity.md"
+FIGURE = paths.REPORTS / "diversity_tsne.png"
+
+
+def main() -> None:
+    params = load_params()
+    spec = params.scale.models.deepface
+    smoke = params.is_smoke or spec == SMOKE
+    # Fails before any work if the detector would need weights the spec cannot provide.
+    detector = weights.deepface_detector(spec, params.scale.face_detector)
+    with stage_run("diversity", params=loggable(params), profile=params.profile) as run:
+        t0 = time.perf_counter()
+        sets = {name: analyse_set(name, directory, spec=spec, detector=detector,
+                                  batch_size=params.diversity.batch_size)
+                for name, directory in SETS.items()}
+        summary = {name: summarise(s.faces) for name, s in sets.items()}
+        for name, s in summary.items():
+            if s["no_face"]:
+                log.warning("%s: no face found in %d of %d images", name, s["no_face"], s["images"])
+
+        embeddings = np.concatenate([s.embeddings for s in sets.values()])
+        groups = np.concatenate([[name.capitalize()] * len(s.keys) for name, s in sets.items()])
+        mask = found_mask(embeddings)
+        perplexity = clamp_perplexity(params.diversity.tsne_perplexity, int(mask.sum()))
+        if perplexity.note:
+            log.warning("%s", perplexity.note)
+        points = None if perplexity.used is None else tsne_2d(embeddings[mask], perplexity.used, params.seed)
+        title = "t-SNE of ArcFace face embeddings (paper Fig. 3)"
+        if smoke:
+            title += "\nsmoke profile: random stand-in weights, the map means nothing"
+        plot_tsne(points, groups[mask], FIGURE, title=title, note=perplexity.note)
+
+        write_parquet(TABLE, pd.concat([s.table() for s in sets.values()], ignore_index=True))
+        metrics = {"profile": params.profile, "deepface": spec, "detector": detector, "sets": summary,
+                   "tsne": {"points": int(mask.sum()), "perplexity_requested": perplexity.requested,
+                            "perplexity": perplexity.used, "note": perplexity.note}}
+        write_json(METRICS, metrics)
+        write_text(REPORT, render(summary, profile=params.profile, smoke=smoke, deepface_spec=spec,
+                                  detector=detector, perplexity=perplexity,
+                                  figure=FIGURE.relative_to(REPORT.parent).as_posix()))
+        run.log_metrics({**mlflow_metrics(summary), "tsne.points": int(mask.sum()),
+                         "tsne.perplexity": perplexity.used, "seconds": round(time.perf_counter() - t0, 2)})
+        for artifact in (FIGURE, TABLE, REPORT, METRICS):
+            run.log_artifact(artifact)
+        log.info("diversity: %s in %.1f s", {k: (s["images"], s["faces"]) for k, s in summary.items()},
+                 time.perf_counter() - t0)
+
+
+if __name__ == "__main__":
+    run_stage(main)
