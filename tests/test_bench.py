@@ -176,6 +176,7 @@ def test_smoke_profile_defaults_and_overrides():
     assert bp == bench.SMOKE_DEFAULTS and bp.mode == "smoke" and bp.resolutions == (32, 64)
     bp = bench_params(smoke_params(), resolutions=[64], repeats=2, compile=None)  # None: not given
     assert bp.resolutions == (64,) and bp.repeats == 2 and bp.compile is False
+    assert bench_params(smoke_params(), mode="weights").mode == "smoke"  # its "weights" are the stand-ins
 
 
 def test_real_weight_profiles_default_to_the_paper_sizes():

@@ -68,7 +68,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure as
 from tqdm.auto import tqdm
 
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
-from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
 from facerefine.models.patchgan import PatchDiscriminator
 from facerefine.train.checkpoint import STATE_FILE, has_checkpoint, load_checkpoint, save_checkpoint, save_modules
 from facerefine.train.image_pool import ImagePool
@@ -76,7 +76,6 @@ from facerefine.train.schedules import linear_decay_scheduler
 
 Variant = Literal["cyclegan", "esa"]
 VARIANTS: tuple[str, ...] = ("cyclegan", "esa")
-ESA_PLACEMENTS: tuple[str, ...] = ("blocks", "trunk")
 
 # Order of the per-step loss vector (summed on device, no host sync per step).
 PARTS: tuple[str, ...] = (
@@ -271,9 +270,6 @@ class _Nets:
     d_b: PatchDiscriminator
     gens: nn.Module  # GeneratorPair, possibly DDP-wrapped
     discs: nn.Module  # DiscriminatorPair, possibly DDP-wrapped
-
-    def modules(self) -> dict[str, nn.Module]:
-        return {"G_AB": self.g_ab, "G_BA": self.g_ba, "D_A": self.d_a, "D_B": self.d_b}
 
 
 def _train_step(

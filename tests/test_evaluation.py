@@ -1,0 +1,99 @@
+"""Table 4 metrics: FID/KID on the stand-in Inception, FID_diff, identity, the rendered table."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from facerefine import weights
+from facerefine.evaluation import EvalSet, evaluate_sets, render_table
+from facerefine.metrics import fidelity
+from facerefine.metrics.identity import cosine_rows, identity_summary
+
+
+def images(n, shift=0, seed=0, size=32):
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(np.clip(rng.integers(0, 200, (size, size, 3)) + shift, 0, 255).astype(np.uint8))
+            for _ in range(n)]
+
+
+@pytest.fixture(scope="module")
+def extractor():
+    return fidelity.inception_extractor(weights.inception_weights_path("smoke"))
+
+
+def test_fid_is_zero_against_itself_and_grows_with_perturbation(extractor):
+    base = fidelity.inception_features(images(10), extractor)
+    fids = [fidelity.fid(base, fidelity.inception_features(images(10, shift=s), extractor)) for s in (0, 15, 45)]
+    assert abs(fids[0]) < 1e-6
+    assert 0 < fids[1] < fids[2]
+
+
+def test_low_rank_fid_equals_torch_fidelity_formula():
+    from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(12, 64, generator=g, dtype=torch.float64)
+    b = torch.rand(9, 64, generator=g, dtype=torch.float64) + 0.2
+    reference = fid_statistics_to_metric(fid_features_to_statistics(a), fid_features_to_statistics(b), False)
+    assert fidelity.fid(a, b) == pytest.approx(reference["frechet_inception_distance"], rel=1e-6)
+
+
+def test_fid_diff_sign():
+    # closer to dev than to schnell -> positive, as in the paper's non-pairwise row (0.75 - 0.34)
+    assert fidelity.fid_diff(0.75, 0.34) == pytest.approx(0.41)
+    assert fidelity.fid_diff(0.32, 0.59) == pytest.approx(-0.27)
+
+
+def test_kid_subset_is_clamped_to_the_smaller_set():
+    assert fidelity.kid_subset_size(12, 30, 1000) == 12
+    assert fidelity.kid_subset_size(5000, 3000, 1000) == 1000
+    g = torch.Generator().manual_seed(0)
+    k = fidelity.kid(torch.rand(7, 16, generator=g), torch.rand(9, 16, generator=g), subset_size=1000, subsets=5)
+    assert k.subset_size == 7 and np.isfinite(k.mean)
+
+
+def test_identity_similarity():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(4, 512)).astype(np.float32)
+    other = rng.normal(size=(4, 512)).astype(np.float32)
+    assert np.allclose(cosine_rows(emb, emb), 1.0, atol=1e-6)
+    assert np.all(cosine_rows(emb, other) < 0.5)
+    lost = emb.copy()
+    lost[1] = np.nan  # no face found in output 1
+    summary = identity_summary(lost, emb)
+    assert summary["face_fail"] == 1 and summary["pairs"] == 3 and summary["cos_mean"] == pytest.approx(1.0)
+
+
+def fake_rows():
+    schnell, dev = images(6, seed=1), images(6, shift=40, seed=1)
+    half = images(6, shift=20, seed=1)
+    sets = [EvalSet("schnell", schnell), EvalSet("dev", dev), EvalSet("esa", half)]
+    def features(ims):  # mean colour plus a per-image offset: distinct, cheap, deterministic
+        rgb = np.stack([np.asarray(i, dtype=np.float64).mean((0, 1)) for i in ims])
+        return torch.from_numpy(rgb) + torch.arange(len(ims), dtype=torch.float64)[:, None]
+
+    return evaluate_sets(
+        sets, schnell, dev,
+        features=features,
+        clip_iqa=lambda ims: np.full(len(ims), 0.5),
+        embed=lambda ims: np.stack([np.asarray(i, dtype=np.float32)[:4, :4].ravel() for i in ims]),
+        kid_subset_size=1000, kid_subsets=3, seed=0)
+
+
+def test_rows_have_every_metric_and_references_show_dashes():
+    rows = fake_rows()
+    assert rows["schnell"]["fid_schnell"] is None and rows["schnell"]["fid_dev"] > 0
+    assert rows["dev"]["fid_dev"] is None and rows["dev"]["identity_cos_dev"] is None
+    esa = rows["esa"]
+    assert esa["fid_diff"] == pytest.approx(esa["fid_schnell"] - esa["fid_dev"])
+    assert esa["kid_subset_size"] == 6 and esa["face_fail"] == 0 and esa["low_confidence"]
+    assert {"kid_dev_mean", "kid_dev_std", "clip_iqa", "identity_cos_schnell", "ssim_dev", "psnr_dev"} <= set(esa)
+
+
+def test_report_lists_every_row_and_marks_low_confidence():
+    text = render_table(fake_rows(), smoke=True)
+    for label in ("FLUX.1-schnell", "FLUX.1-dev", "ESA-CycleGAN (non-pairwise)"):
+        assert label in text
+    assert "†" in text and "low confidence: 6 images" in text and "Smoke profile" in text
+    assert "0.75 / 0.34 / 0.41 / 0.35" in text  # the paper's row alongside ours
