@@ -130,6 +130,27 @@ class CycleScale(_Strict):
         return self
 
 
+class BenchScale(_Strict):
+    """Latency benchmark scale (§5.3): what is timed and how often."""
+
+    mode: Literal["smoke", "weights", "arch"]  # arch: full-size FLUX with random weights (GPU)
+    resolutions: list[PositiveInt] = Field(min_length=1)
+    head_batch_sizes: list[PositiveInt] = Field(min_length=1)
+    warmup: NonNegInt
+    repeats: PositiveInt
+    head_warmup: NonNegInt
+    head_repeats: PositiveInt
+    threads: PositiveInt | None = None
+
+    @field_validator("resolutions")
+    @classmethod
+    def _multiples_of_16(cls, v: list[int]) -> list[int]:
+        bad = [r for r in v if r % IMAGE_SIZE_MULTIPLE]
+        if bad:
+            raise ValueError(f"resolutions must be multiples of {IMAGE_SIZE_MULTIPLE} (got {bad})")
+        return v
+
+
 class Profile(_Strict):
     num_names: PositiveInt
     num_baseline: NonNegInt
@@ -141,6 +162,7 @@ class Profile(_Strict):
     models: ModelIds
     unet: UnetScale
     cyclegan: CycleScale
+    bench: BenchScale
 
     @field_validator("image_size")
     @classmethod
@@ -161,6 +183,11 @@ class EvaluateParams(_Strict):
     clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics prompt names or pairs
     batch_size: PositiveInt
     grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
+
+
+class BenchShared(_Strict):
+    compile: bool          # torch.compile the heads (compile time is kept out of the statistics)
+    channels_last: bool
 
 
 class UnetParams(_Strict):
@@ -194,6 +221,7 @@ class Params(_Strict):
     unet: UnetParams
     cyclegan: CycleParams
     evaluate: EvaluateParams
+    bench: BenchShared
     profiles: dict[str, Profile] = Field(min_length=1)
 
     @model_validator(mode="after")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -191,8 +192,10 @@ def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = 
     cls = FluxImg2ImgPipeline if img2img else FluxPipeline
     location = flux_location(spec, role)
     try:
-        pipe = cls.from_pretrained(location, torch_dtype=torch_dtype(dtype),
-                                   local_files_only=hub_offline() or Path(location).is_dir())
+        with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones know only it
+            warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
+            pipe = cls.from_pretrained(location, torch_dtype=torch_dtype(dtype),
+                                       local_files_only=hub_offline() or Path(location).is_dir())
     except OSError as err:
         raise OSError(
             f"cannot load FLUX.1-{role} from '{spec}': {err}\n"

@@ -64,9 +64,9 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch import nn
-from torchmetrics.functional.image import structural_similarity_index_measure as ssim_fn
 from tqdm.auto import tqdm
 
+from facerefine.metrics.image import ssim
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
 from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
 from facerefine.models.patchgan import PatchDiscriminator
@@ -340,8 +340,7 @@ def validate_cycle(
             with accelerator.autocast():
                 rec = g_ba(g_ab(a))
             rec = rec.float()
-            # SSIM is not shift-invariant: score on [0, 1] intensities, as the standard definition assumes.
-            ssim_sum += ssim_fn((rec + 1) / 2, (a + 1) / 2, data_range=1.0, reduction="none").sum().item()
+            ssim_sum += ssim(rec, a, reduction="none").sum().item()
             l1_sum += (rec - a).abs().mean(dim=(1, 2, 3)).sum().item()
             count += a.shape[0]
     finally:
