@@ -225,5 +225,29 @@ def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | Non
     click.echo(f"wrote {', '.join(str(p) for p in outputs.all())}")
 
 
+@main.command()
+@click.option("--base", "rev", required=True, metavar="REV",
+              help="git revision to compare the workspace with (main, origin/main, HEAD~1, a sha)")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="write the markdown here (default: print it)")
+def review(rev: str, output: Path | None) -> None:
+    """Markdown review of the workspace vs REV: headline numbers, params and metrics diffs, changed figures.
+
+    The same report the pull-request workflow posts as a comment.
+    """
+    from facerefine.io import write_text
+    from facerefine.review import ReviewError, build_review
+
+    try:
+        markdown = build_review(rev)
+    except ReviewError as err:
+        raise click.ClickException(str(err)) from None
+    if output is None:
+        click.echo(markdown, nl=False)
+    else:
+        write_text(output, markdown)
+        click.echo(f"wrote {output}", err=True)
+
+
 if __name__ == "__main__":
     main()

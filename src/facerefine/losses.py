@@ -16,7 +16,7 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
-Reduction = Literal["mean", "none"]
+from facerefine.metrics.image import Reduction, reduce_per_image
 StructureLoss = Literal["grad", "l1"]
 
 
@@ -42,14 +42,6 @@ def identity_loss(x: torch.Tensor, mapped: torch.Tensor) -> torch.Tensor:
     return F.l1_loss(mapped, x)
 
 
-def _reduce(per_image: torch.Tensor, reduction: Reduction) -> torch.Tensor:
-    if reduction == "mean":
-        return per_image.mean()
-    if reduction == "none":
-        return per_image
-    raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
-
-
 def image_gradients(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward finite differences ``(d/dy, d/dx)`` of an NCHW image, per channel.
 
@@ -72,12 +64,12 @@ def gradient_loss(x: torch.Tensor, z: torch.Tensor, reduction: Reduction = "mean
     per_image = 0.5 * (
         (x_dy - z_dy).abs().mean(dim=(1, 2, 3)) + (x_dx - z_dx).abs().mean(dim=(1, 2, 3))
     )
-    return _reduce(per_image, reduction)
+    return reduce_per_image(per_image, reduction)
 
 
 def l1_loss(x: torch.Tensor, z: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
     """Per-pixel L1 between ``x`` and ``z`` (the paper's alternative structure term)."""
-    return _reduce((x - z).abs().mean(dim=(1, 2, 3)), reduction)
+    return reduce_per_image((x - z).abs().mean(dim=(1, 2, 3)), reduction)
 
 
 def lpips_loss(
@@ -88,7 +80,7 @@ def lpips_loss(
     The module is used as given: the caller keeps it in eval mode and frozen
     (its dropout layers are active in train mode).
     """
-    return _reduce(lpips_net(y, z).reshape(y.shape[0]), reduction)
+    return reduce_per_image(lpips_net(y, z).reshape(y.shape[0]), reduction)
 
 
 def unet_loss(

@@ -20,7 +20,7 @@ DATA_RANGE = (-1.0, 1.0)
 MAX_PSNR_DB = 100.0
 
 
-def _reduce(per_image: torch.Tensor, reduction: Reduction) -> torch.Tensor:
+def reduce_per_image(per_image: torch.Tensor, reduction: Reduction) -> torch.Tensor:
     if reduction == "mean":
         return per_image.mean()
     if reduction == "none":
@@ -67,7 +67,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean"
     var_y = blur(y * y) - mu_y**2
     cov = blur(x * y) - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * cov + c2)) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
-    return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)
+    return reduce_per_image(ssim_map.mean(dim=(1, 2, 3)), reduction)
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
@@ -77,4 +77,4 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean"
     peak = DATA_RANGE[1] - DATA_RANGE[0]
     floor = peak**2 / 10 ** (MAX_PSNR_DB / 10)
     per_image = 10 * torch.log10(peak**2 / mse.clamp_min(floor))
-    return _reduce(per_image, reduction)
+    return reduce_per_image(per_image, reduction)

@@ -6,13 +6,14 @@ A checkpoint directory holds:
   state.pt             optimizer/scheduler state dicts, epoch, step, extra
                        numbers (loaded with ``torch.load(weights_only=True)``,
                        so nothing but tensors and plain containers is unpickled)
-Each file goes to a temp name first and is renamed, so a kill during a save
-leaves the previous checkpoint intact.
+A checkpoint is built in a sibling temp folder and swapped in whole, so a
+kill during a save leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,27 +61,42 @@ def save_checkpoint(
     step: int = 0,
     extra: Mapping[str, Any] | None = None,
 ) -> None:
-    """Save weights and training state. ``epoch`` is the number of epochs completed.
+    """Save weights and training state as one unit. ``epoch`` = epochs completed.
 
-    Weights are written first and the state file last: the state file is the
-    commit marker, so a checkpoint whose state file exists is complete.
+    The checkpoint is built in ``<dir>.tmp`` and swapped in (old -> ``<dir>.old``,
+    tmp -> dir), so a kill at any moment leaves a complete checkpoint, never new
+    weights next to an old optimizer state.
     """
     directory = Path(directory)
-    save_modules(directory, modules)
+    tmp, old = directory.with_name(directory.name + ".tmp"), directory.with_name(directory.name + ".old")
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_modules(tmp, modules)
     state = {
         "epoch": int(epoch),
         "step": int(step),
         "optimizers": {k: v.state_dict() for k, v in (optimizers or {}).items()},
         "extra": dict(extra or {}),
     }
-    final = directory / STATE_FILE
-    tmp = final.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, final)
+    torch.save(state, tmp / STATE_FILE)
+    if directory.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(directory, old)
+    os.replace(tmp, directory)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def resolve_checkpoint(directory: str | Path) -> Path | None:
+    """The complete checkpoint at ``directory``, or its ``.old`` twin if a save was
+    killed between its two renames; None if there is none."""
+    directory = Path(directory)
+    for candidate in (directory, directory.with_name(directory.name + ".old")):
+        if (candidate / STATE_FILE).is_file():
+            return candidate
+    return None
 
 
 def has_checkpoint(directory: str | Path) -> bool:
-    return (Path(directory) / STATE_FILE).is_file()
+    return resolve_checkpoint(directory) is not None
 
 
 def load_checkpoint(
@@ -90,12 +106,14 @@ def load_checkpoint(
     map_location: str | torch.device = "cpu",
 ) -> dict[str, Any]:
     """Restore weights and optimizer/scheduler state; return ``{"epoch", "step", "extra"}``."""
-    directory = Path(directory)
-    state = torch.load(directory / STATE_FILE, map_location=map_location, weights_only=True)
-    load_modules(directory, modules)
+    found = resolve_checkpoint(directory)
+    if found is None:
+        raise FileNotFoundError(f"no complete checkpoint in {directory}")
+    state = torch.load(found / STATE_FILE, map_location=map_location, weights_only=True)
+    load_modules(found, modules)
     for name, opt in (optimizers or {}).items():
         if name not in state["optimizers"]:
-            raise KeyError(f"checkpoint {directory} has no state for optimizer/scheduler '{name}'")
+            raise KeyError(f"checkpoint {found} has no state for optimizer/scheduler '{name}'")
         opt.load_state_dict(state["optimizers"][name])
     return {"epoch": state["epoch"], "step": state["step"], "extra": state["extra"]}
 

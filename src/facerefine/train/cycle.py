@@ -70,7 +70,8 @@ from facerefine.metrics.image import ssim
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
 from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
 from facerefine.models.patchgan import PatchDiscriminator
-from facerefine.train.checkpoint import STATE_FILE, has_checkpoint, load_checkpoint, save_checkpoint, save_modules
+from facerefine.train.checkpoint import (STATE_FILE, has_checkpoint, load_checkpoint, resolve_checkpoint,
+                                         save_checkpoint, save_modules)
 from facerefine.train.image_pool import ImagePool
 from facerefine.train.schedules import linear_decay_scheduler
 
@@ -411,7 +412,7 @@ def train_cycle(
     start_epoch, step = 0, 0
     if has_checkpoint(last_dir):
         # Compare configs before loading weights, so a mismatch reads as one, not as a shape error.
-        peek = torch.load(last_dir / STATE_FILE, map_location="cpu", weights_only=True)
+        peek = torch.load(resolve_checkpoint(last_dir) / STATE_FILE, map_location="cpu", weights_only=True)
         diff = config_differences(peek["extra"].get("config", {}), cfg.to_dict())
         if diff:
             raise ValueError(

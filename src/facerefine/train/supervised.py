@@ -23,8 +23,6 @@ checkpoints and calls ``on_epoch_end``; metrics are averaged over all processes.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import signal
 import sys
 import threading
@@ -170,37 +168,9 @@ def _prepare_images(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _resumable_dir(checkpoint_dir: Path) -> Path | None:
-    """``last``, or ``last.old`` if a save was killed between its two renames."""
-    for candidate in (checkpoint_dir / LAST, checkpoint_dir / f"{LAST}.old"):
-        if has_checkpoint(candidate):
-            return candidate
-    return None
-
-
 def _save_last(checkpoint_dir: Path, model: torch.nn.Module, optimizer: Any, progress: _Progress) -> None:
-    """Write ``last`` as a whole: build it in ``last.tmp``, then swap directories.
-
-    ``save_checkpoint`` writes files one by one, so overwriting a checkpoint in
-    place and being killed half-way would pair new weights with the old
-    optimizer state; the swap means a reader sees either the old or the new one.
-    """
-    last = checkpoint_dir / LAST
-    tmp, old = checkpoint_dir / f"{LAST}.tmp", checkpoint_dir / f"{LAST}.old"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(
-        tmp,
-        {"model": model},
-        {"optimizer": optimizer},
-        epoch=progress.epoch,
-        step=progress.step,
-        extra=asdict(progress),
-    )
-    if last.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(last, old)
-    os.replace(tmp, last)
-    shutil.rmtree(old, ignore_errors=True)
+    save_checkpoint(checkpoint_dir / LAST, {"model": model}, {"optimizer": optimizer},
+                    epoch=progress.epoch, step=progress.step, extra=asdict(progress))
 
 
 def _sum_over_processes(accelerator: Accelerator, values: torch.Tensor) -> torch.Tensor:
@@ -339,7 +309,7 @@ def train_supervised(
     lpips_net = lpips_net.to(accelerator.device).eval().requires_grad_(False)
 
     progress = _Progress()
-    resume_from = _resumable_dir(checkpoint_dir)
+    resume_from = checkpoint_dir / LAST if has_checkpoint(checkpoint_dir / LAST) else None
     if resume_from is not None:
         saved = load_checkpoint(resume_from, {"model": model}, {"optimizer": optimizer}, accelerator.device)
         progress = _Progress(**saved["extra"])
