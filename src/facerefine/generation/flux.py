@@ -17,8 +17,17 @@ from facerefine.config import DevParams, SchnellParams
 from facerefine.data import shards
 
 
-def _generators(rows: Sequence[dict]) -> list[torch.Generator]:
-    return [torch.Generator(device="cpu").manual_seed(int(r["seed"])) for r in rows]
+def _common_kwargs(rows: Sequence[dict], params: SchnellParams | DevParams, size: int) -> dict:
+    """Arguments both FLUX pipelines take: prompts, sampling knobs, one generator per image."""
+    return {
+        "prompt": [r["prompt"] for r in rows],
+        "num_inference_steps": params.steps,
+        "guidance_scale": params.guidance,
+        "height": size, "width": size,
+        "max_sequence_length": params.max_sequence_length,
+        "generator": [torch.Generator(device="cpu").manual_seed(int(r["seed"])) for r in rows],
+        "output_type": "pil",
+    }
 
 
 class SchnellTextToImage:
@@ -29,15 +38,7 @@ class SchnellTextToImage:
 
     @torch.inference_mode()
     def __call__(self, rows: Sequence[dict], shard_index: int) -> list[Image.Image]:
-        return self.pipe(
-            prompt=[r["prompt"] for r in rows],
-            num_inference_steps=self.params.steps,
-            guidance_scale=self.params.guidance,
-            height=self.size, width=self.size,
-            max_sequence_length=self.params.max_sequence_length,
-            generator=_generators(rows),
-            output_type="pil",
-        ).images
+        return self.pipe(**_common_kwargs(rows, self.params, self.size)).images
 
 
 class DevImageToImage:
@@ -65,14 +66,5 @@ class DevImageToImage:
         if missing:
             raise shards.ShardError(
                 f"{self.schnell_dir / shards.shard_name(shard_index)}: no schnell image for {missing[:5]}")
-        return self.pipe(
-            prompt=[r["prompt"] for r in rows],
-            image=[sources[r["id"]] for r in rows],
-            strength=self.params.strength,
-            num_inference_steps=self.params.steps,
-            guidance_scale=self.params.guidance,
-            height=self.size, width=self.size,
-            max_sequence_length=self.params.max_sequence_length,
-            generator=_generators(rows),
-            output_type="pil",
-        ).images
+        return self.pipe(image=[sources[r["id"]] for r in rows], strength=self.params.strength,
+                         **_common_kwargs(rows, self.params, self.size)).images
