@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import copy
 import gc
-import io
 import logging
 import math
 import os
@@ -51,6 +50,7 @@ from torch import nn
 
 from facerefine import paths
 from facerefine.config import SMOKE, Params, ParamsError
+from facerefine.io import save_figure
 
 log = logging.getLogger("facerefine.bench")
 
@@ -1050,13 +1050,7 @@ def plot_latency(result: Mapping[str, Any], path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
+    save_figure(fig, path)
 
 
 def summary_text(result: Mapping[str, Any]) -> str:

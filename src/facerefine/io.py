@@ -33,3 +33,20 @@ def write_parquet(path: str | Path, frame: pd.DataFrame) -> None:
     tmp = temp_name(path)
     frame.to_parquet(tmp, index=False)
     os.replace(tmp, path)
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def save_figure(fig, path: str | Path, dpi: int = 120) -> None:
+    """A matplotlib figure as PNG, written atomically."""
+    import io as _io
+
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    write_bytes(path, buf.getvalue())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw
 
-from facerefine.io import temp_name
+from facerefine.io import save_figure, temp_name
 
 
 def image_grid(rows: Sequence[Sequence[Image.Image]], labels: Sequence[str] = (), cell: int = 128,
@@ -51,9 +51,5 @@ def line_plot(series: dict[str, tuple[list, list]], path: str | Path, *, xlabel:
         ax.set_yscale("log")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    fig.savefig(tmp, dpi=100, format="png")
+    save_figure(fig, path, dpi=100)
     plt.close(fig)
-    tmp.replace(path)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from facerefine.io import save_figure
 
 MIN_POINTS = 3  # fewer points make no map worth drawing
 SINGLE_THREAD_POINTS = 10_000  # t-SNE runs single-threaded up to this many points
@@ -55,15 +55,6 @@ def tsne_2d(embeddings: np.ndarray, perplexity: float, seed: int) -> np.ndarray:
         return tsne.fit_transform(x)
 
 
-def _save_png(fig, path: Path) -> None:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=120)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.getvalue())
-    os.replace(tmp, path)
-
-
 def plot_tsne(points: np.ndarray | None, groups: Sequence[str], path: str | Path, *, title: str,
               note: str | None = None) -> None:
     """Scatter the 2-D map, one colour per group (in order of first appearance), with a legend.
@@ -90,4 +81,4 @@ def plot_tsne(points: np.ndarray | None, groups: Sequence[str], path: str | Path
         if note:
             fig.text(0.01, 0.01, note, fontsize=7, color="dimgray")
     fig.tight_layout()
-    _save_png(fig, Path(path))
+    save_figure(fig, Path(path))

@@ -51,7 +51,6 @@ the resumed run restarts that epoch's data from its beginning. The lowest
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -66,8 +65,9 @@ from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from facerefine.metrics.image import ssim
+from facerefine.io import write_json
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
+from facerefine.metrics.image import ssim
 from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
 from facerefine.models.patchgan import PatchDiscriminator
 from facerefine.train.checkpoint import (STATE_FILE, has_checkpoint, load_checkpoint, resolve_checkpoint,
@@ -249,12 +249,6 @@ def _check_range(images: torch.Tensor, name: str) -> None:
         raise ValueError(f"{name} yielded values in [{lo:.3g}, {hi:.3g}]; images must be scaled to [-1, 1]")
 
 
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def _set_requires_grad(module: nn.Module, flag: bool) -> None:
     for p in module.parameters():
         p.requires_grad_(flag)
@@ -354,8 +348,8 @@ def validate_cycle(
 
 def _save_best(directory: Path, nets: _Nets, record: Mapping[str, float]) -> None:
     save_modules(directory, {"G_AB": nets.g_ab, "G_BA": nets.g_ba})
-    _write_json_atomic(directory / "generator.json", nets.g_ab.config())
-    _write_json_atomic(directory / "best.json", dict(record))
+    write_json(directory / "generator.json", nets.g_ab.config())
+    write_json(directory / "best.json", dict(record))
 
 
 def train_cycle(
