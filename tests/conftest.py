@@ -28,3 +28,13 @@ def _isolated_environment(tmp_path_factory):
 def _repo_cwd(monkeypatch):
     """Tests read params.yaml and data/names relative to the repo root."""
     monkeypatch.chdir(REPO)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny nets gain little from a second thread, and on a shared 2-core machine
+    oversubscribed OpenMP threads make steps up to 5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

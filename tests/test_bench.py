@@ -211,8 +211,8 @@ def test_bad_settings_name_their_key(override, key):
 
 def test_a_bad_params_value_names_its_yaml_key():
     real = smoke_params()
-    wired = SimpleNamespace(profile="smoke", scale=SimpleNamespace(models=real.scale.models,
-                                                                   bench={"head_batch_sizes": [0]}))
+    wired = SimpleNamespace(profile="smoke", bench=real.bench,
+                            scale=SimpleNamespace(models=real.scale.models, bench={"head_batch_sizes": [0]}))
     with pytest.raises(ParamsError, match=r"profiles\.smoke\.bench\.head_batch_sizes"):
         bench_params(wired)
 

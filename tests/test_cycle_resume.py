@@ -14,6 +14,8 @@ from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.train.cycle import CycleConfig, train_cycle
 from facerefine.train.schedules import linear_decay_factor
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
 STEPS_PER_EPOCH = 3
 # pool_size 0: the pool's stored images are not checkpointed, so only a
 # pool-free run can be compared bit for bit with an uninterrupted one.
@@ -42,16 +44,6 @@ def without_time(history: list[dict]) -> list[dict]:
 def stop_after_first_epoch(record: dict) -> None:
     if record["epoch"] == 1:
         raise KeyboardInterrupt
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny nets gain little from a second thread, and on a shared 2-core
-    # machine oversubscribed OpenMP threads make steps up to 5x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path: Path) -> None:

@@ -21,6 +21,8 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from facerefine.train.cycle import CycleConfig, train_cycle
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
+
 SIZE = 64
 CAST = torch.tensor([0.4, 0.0, -0.4]).view(1, 3, 1, 1)
 
@@ -32,16 +34,6 @@ def smooth_colour_fields(n: int, g: torch.Generator) -> torch.Tensor:
 
 def mean_colour(x: torch.Tensor) -> torch.Tensor:
     return x.mean(dim=(0, 2, 3))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny nets gain little from a second thread, and on a shared 2-core
-    # machine oversubscribed OpenMP threads make steps up to 5x slower.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("variant", ["cyclegan", "esa"])

@@ -439,12 +439,12 @@ def param_key(field_name: str, profile: str) -> str:
 
 def bench_params(params: Params, **overrides: Any) -> BenchParams:
     """Defaults for the profile (stand-in models -> smoke defaults, else paper), then
-    ``params.bench`` and ``params.scale.bench`` when config.py has them, then ``overrides``
+    ``params.bench`` and ``params.scale.bench``, then ``overrides``
     (CLI options; None means "not given")."""
     smoke_models = params.scale.models.schnell == SMOKE and params.scale.models.dev == SMOKE
     values = asdict(SMOKE_DEFAULTS if smoke_models else PAPER_DEFAULTS)
-    sections = ((TOP_LEVEL_KEYS, "bench", _section(getattr(params, "bench", None))),
-                (PROFILE_KEYS, f"profiles.{params.profile}.bench", _section(getattr(params.scale, "bench", None))))
+    sections = ((TOP_LEVEL_KEYS, "bench", _section(params.bench)),
+                (PROFILE_KEYS, f"profiles.{params.profile}.bench", _section(params.scale.bench)))
     for allowed, where, data in sections:
         if data is None:
             continue
