@@ -2,6 +2,7 @@
 
     python benchmarks/heads_throughput.py                       # CPU, 256² and 512², batch 1
     python benchmarks/heads_throughput.py --device cuda --dtype bfloat16 --batch-sizes 1 8 --repeats 10
+    python benchmarks/heads_throughput.py --unet paper ...     # paper-size U-Net, random weights
 
 The heads run exactly as ``facerefine enhance`` runs them (``Enhancer.forward``:
 inference mode, channels_last and autocast on GPU). The reference is CycleGAN's
@@ -37,6 +38,7 @@ from facerefine.enhance import Enhancer
 from facerefine.heads import Head, load_head
 from facerefine.io import write_json
 from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.resunet_cbam import ResUNetCBAM
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "reference"
@@ -110,7 +112,13 @@ def build_models(args: argparse.Namespace) -> dict[str, Model]:
             ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"], esa=cfg["esa"]), {"name": "esa"},
             Path("esa")),
     }
-    if Path(args.unet).is_dir():
+    if args.unet == "paper":  # the paper profile's size, random weights: timing does not depend on them
+        paper = load_params().profiles["paper"].unet
+        unet = Head(ResUNetCBAM(base_channels=paper.base_channels, depth=paper.depth).eval(), {
+            "name": "unet", "architecture": {"base_channels": paper.base_channels, "depth": paper.depth}},
+            Path("unet"))
+        heads[f"unet (base {paper.base_channels}, depth {paper.depth})"] = unet
+    elif Path(args.unet).is_dir():
         unet = load_head(args.unet)
         arch = unet.config["architecture"]
         heads[f"unet (base {arch['base_channels']}, depth {arch['depth']})"] = unet
@@ -199,7 +207,8 @@ def parse_args() -> argparse.Namespace:
                    help="autocast dtype on GPU; CPU always runs float32")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--compile", action="store_true", help="torch.compile the heads (not the reference)")
-    p.add_argument("--unet", default="models/heads/unet", help="U-Net head directory, if trained")
+    p.add_argument("--unet", default="models/heads/unet",
+                   help="U-Net head directory, if trained, or 'paper' for the paper profile's size with random weights")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON path (default: benchmarks/results/heads_throughput_<device type>.json)")
     return p.parse_args()

@@ -27,10 +27,10 @@ HEAD_ROWS = ("unet", "cyclegan", "esa")
 def lora_images(params, rows: list[dict], device) -> list:
     """schnell with the realism LoRA, same prompts and seeds as the schnell test images."""
     scale = params.scale
-    pipe = weights.load_flux(scale.models.schnell, "schnell", dtype="float32" if device.type == "cpu" else scale.dtype,
-                             device=device)
-    pipe.load_lora_weights(weights.lora_location(scale.models.lora))
-    generate = SchnellTextToImage(pipe, params.schnell, scale.image_size)
+    pipe = weights.load_flux_for(scale, "schnell", dtype="float32" if device.type == "cpu" else scale.dtype,
+                                 device=device)
+    pipe.load_lora_weights(weights.lora_location(scale.models.lora, scale.random_depth))
+    generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
     images = []
     for start in range(0, len(rows), scale.batch_size):
         images += generate(rows[start:start + scale.batch_size], 0)

@@ -25,11 +25,11 @@ def main() -> None:
                    enabled=topo.is_main) as run:
         t0 = time.perf_counter()
         dtype = effective_dtype(scale.dtype, topo)
-        pipe = weights.load_flux(scale.models.schnell, "schnell", dtype=dtype, device=topo.device)
-        generate = SchnellTextToImage(pipe, params.schnell, scale.image_size)
+        pipe = weights.load_flux_for(scale, "schnell", dtype=dtype, device=topo.device)
+        generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
         # Everything that changes the pixels; a change regenerates the shards.
         job = {"model": scale.models.schnell, "size": scale.image_size, "dtype": dtype,
-               **params.schnell.model_dump()}
+               **params.schnell_run.model_dump(), **weights.random_fingerprint(scale.models.schnell, scale)}
         metrics = {}
         for name, prompts, out in [("enriched", paths.ENRICHED_PROMPTS, paths.SCHNELL_ENRICHED),
                                    ("baseline", paths.BASELINE_PROMPTS, paths.SCHNELL_BASELINE)]:

@@ -26,10 +26,11 @@ def main() -> None:
                    enabled=topo.is_main) as run:
         t0 = time.perf_counter()
         dtype = effective_dtype(scale.dtype, topo)
-        pipe = weights.load_flux(scale.models.dev, "dev", img2img=True, dtype=dtype, device=topo.device)
-        generate = DevImageToImage(pipe, params.dev, scale.image_size, paths.SCHNELL_ENRICHED)
+        pipe = weights.load_flux_for(scale, "dev", img2img=True, dtype=dtype, device=topo.device)
+        generate = DevImageToImage(pipe, params.dev_run, scale.image_size, paths.SCHNELL_ENRICHED)
         schnell = pd.read_parquet(paths.SCHNELL_ENRICHED / shards.MANIFEST)
-        job = {"model": scale.models.dev, "size": scale.image_size, "dtype": dtype, **params.dev.model_dump()}
+        job = {"model": scale.models.dev, "size": scale.image_size, "dtype": dtype, **params.dev_run.model_dump(),
+               **weights.random_fingerprint(scale.models.dev, scale)}
 
         def source_fingerprint(rows, k):
             # A regenerated schnell shard must regenerate its dev twin.

@@ -34,7 +34,7 @@ def test_repo_params_are_valid_and_smoke_is_default():
     ("profiles.smoke.image_size", 60, r"profiles\.smoke\.image_size: must be a multiple of 16 \(got 60\)"),
     ("profiles.smoke.num_names", -5, r"profiles\.smoke\.num_names: Input should be greater than 0"),
     ("profiles.smoke.batch_size", "eight", r"profiles\.smoke\.batch_size: Input should be a valid integer"),
-    ("profile", "huge", r"profile: unknown profile 'huge'; choose one of paper, smoke"),
+    ("profile", "huge", r"profile: unknown profile 'huge'; choose one of paper, rehearsal, smoke"),
     ("prompts.template", "A portrait", r"prompts\.template: must contain the '\{name\}' placeholder"),
     ("prompts.split.train", 0.9, r"prompts\.split: train \+ val \+ test must sum to 1"),
     ("schnell.stepz", 4, r"schnell\.stepz: Extra inputs are not permitted"),

@@ -618,8 +618,9 @@ def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dt
         from facerefine.bench_arch import build_pipeline
 
         return build_pipeline(role, device=device, dtype=weights.torch_dtype(dtype))
-    spec = SMOKE if mode == "smoke" else getattr(params.scale.models, role)
-    return weights.load_flux(spec, role, dtype=dtype, device=device)
+    if mode == "smoke":
+        return weights.load_flux(SMOKE, role, dtype=dtype, device=device)
+    return weights.load_flux_for(params.scale, role, dtype=dtype, device=device)
 
 
 def text_to_image(pipe, *, prompt: str, size: int, steps: int, guidance: float,
@@ -681,9 +682,9 @@ def _run(params: Params, bp: BenchParams, device: torch.device, heads_dir: Path)
                                    memory_kind=bench.memory.kind),
         "settings": {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(bp).items()},
                      "prompt": prompt,
-                     "dev": {"steps": params.dev.steps, "guidance": params.dev.guidance,
+                     "dev": {"steps": params.dev_run.steps, "guidance": params.dev.guidance,
                              "max_sequence_length": params.dev.max_sequence_length},
-                     "schnell": {"steps": params.schnell.steps, "guidance": params.schnell.guidance,
+                     "schnell": {"steps": params.schnell_run.steps, "guidance": params.schnell.guidance,
                                  "max_sequence_length": params.schnell.max_sequence_length}},
         "text_encoding": {}, "pipelines": {}, "schnell_plus_head": {}, "heads": {},
     }
@@ -709,7 +710,7 @@ def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, pro
                    heads: Sequence[BenchHead], placed: Mapping[str, nn.Module], result: dict[str, Any]) -> None:
     """Text encoding alone, text-to-image at every size, and (schnell) schnell + each head."""
     bp, device = bench.bp, bench.device
-    knobs = params.dev if role == "dev" else params.schnell
+    knobs = params.dev_run if role == "dev" else params.schnell_run  # the profile's step cap applied
     log.info("loading FLUX.1-%s (%s mode, %s, %s)", role, bp.mode, pipe_dtype, device)
     pipe = load_pipeline(role, bp.mode, params, device, pipe_dtype)
     result["text_encoding"][role] = bench.measure(

@@ -130,8 +130,12 @@ def enhance(input_spec: str, output: str, head: str, image_format: str | None, q
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
               help="FLUX dtype (default: the profile's, else bfloat16 on GPU / float32 on CPU); "
                    "the head runs float32 on CPU")
+@click.option("--offload", type=click.Choice(("none", "model", "sequential")), default=None,
+              help="GPU memory: offload FLUX to the CPU per component (model) or per layer (sequential); "
+                   "default: the profile's offload, else none. See README, 'GPU memory'")
 def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int | None, head: str | None,
-             model: str | None, keep_raw: bool, device: str | None, dtype: str | None) -> None:
+             model: str | None, keep_raw: bool, device: str | None, dtype: str | None,
+             offload: str | None) -> None:
     """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
     from facerefine.enhance import EXTENSION_FORMATS, default_device, generate_settings, save_atomic
     from facerefine.enhance import generate as run_generate
@@ -141,7 +145,8 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
         raise click.BadParameter(f"{output}: use a .png, .jpg or .webp name", param_hint="--output")
     device = device or default_device()
     try:
-        settings = generate_settings(model=model, steps=steps, size=size, dtype=dtype, device=device)
+        settings = generate_settings(model=model, steps=steps, size=size, dtype=dtype, device=device,
+                                     offload=offload)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     enhancer = _load_enhancer(head, device, settings.dtype) if head else None

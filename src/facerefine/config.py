@@ -17,7 +17,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-SMOKE = "smoke"  # model spec that selects the project-local random stand-in
+SMOKE = "smoke"    # model spec: the project-local tiny random stand-in
+RANDOM = "random"  # model spec: the published architecture at full width, random weights (rehearsal)
 
 # The FLUX VAE downsamples 8x and the transformer packs 2x2 latent patches.
 IMAGE_SIZE_MULTIPLE = 16
@@ -83,8 +84,10 @@ class DevParams(_Strict):
 
 class ModelIds(_Strict):
     """Where each pretrained network comes from (resolved in ``weights.py``):
-    a hub id, a local path, ``pretrained`` (the library's own weights) or
-    ``smoke`` for the tiny random stand-in."""
+    a hub id, a local path, ``pretrained`` (the library's own weights),
+    ``smoke`` for the tiny random stand-in, or ``random`` for the published
+    architecture at full width with random weights (the rehearsal; depth from
+    the profile's ``random_depth``)."""
 
     schnell: str = Field(min_length=1)
     dev: str = Field(min_length=1)
@@ -151,6 +154,19 @@ class BenchScale(_Strict):
         return v
 
 
+class RandomDepth(_Strict):
+    """Depth of the ``random`` networks: null keeps the published depth (full size, for a GPU);
+    a CPU rehearsal keeps full width and cuts depth, which changes time, not tensor shapes."""
+
+    flux_double_blocks: PositiveInt | None = None   # FLUX.1: 19
+    flux_single_blocks: PositiveInt | None = None   # FLUX.1: 38
+    t5_layers: PositiveInt | None = None            # T5-XXL encoder: 24
+    clip_layers: PositiveInt | None = None          # FLUX's CLIP-L text encoder: 12
+
+
+Offload = Literal["none", "model", "sequential"]
+
+
 class Profile(_Strict):
     num_names: PositiveInt
     num_baseline: NonNegInt
@@ -159,6 +175,12 @@ class Profile(_Strict):
     batch_size: PositiveInt
     dtype: Literal["float32", "bfloat16", "float16"]
     face_detector: str = Field(min_length=1)  # DeepFace detector_backend; "skip" needs no weights
+    # GPU memory: diffusers' enable_model_cpu_offload ("model") or enable_sequential_cpu_offload
+    # ("sequential") for FLUX; see README, "GPU memory". Ignored on a CPU.
+    offload: Offload = "none"
+    # Rehearsal only: cap on denoising steps (time, not memory or shapes); null = the paper's steps.
+    max_steps: PositiveInt | None = None
+    random_depth: RandomDepth = RandomDepth()
     models: ModelIds
     unet: UnetScale
     cyclegan: CycleScale
@@ -249,8 +271,22 @@ class Params(_Strict):
             "see README, 'The IMDb names file'")
 
     @property
+    def schnell_run(self) -> SchnellParams:
+        """schnell's knobs with the profile's step cap applied (what generation runs)."""
+        return _capped(self.schnell, self.scale.max_steps)
+
+    @property
+    def dev_run(self) -> DevParams:
+        """dev's knobs with the profile's step cap applied (what generation runs)."""
+        return _capped(self.dev, self.scale.max_steps)
+
+    @property
     def is_smoke(self) -> bool:
         return self.profile == SMOKE
+
+
+def _capped(knobs, cap: int | None):
+    return knobs if cap is None or knobs.steps <= cap else knobs.model_copy(update={"steps": cap})
 
 
 def _format_error(err: ValidationError, source: str) -> str:

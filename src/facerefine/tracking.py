@@ -16,6 +16,7 @@ import os
 import re
 import socket
 import subprocess
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -122,12 +123,30 @@ def stage_run(stage: str, *, params: Mapping[str, Any] | None = None, profile: s
         if params:
             run.log_params(params)
     status = "FAILED"
+    started = time.perf_counter()
     try:
         yield run
         status = "FINISHED"
     finally:
         if run.active:
+            run.log_metrics(resource_usage(started))
             run._safe("end_run", run._mlflow.end_run, status=status)
+
+
+def resource_usage(started: float) -> dict[str, float]:
+    """Wall time and peak memory of this process so far: what the rehearsal table reports.
+    ru_maxrss is in KiB on Linux; the GPU figure is PyTorch's peak allocation on device 0."""
+    import resource
+    import sys
+
+    usage = {"resources.wall_s": round(time.perf_counter() - started, 2),
+             "resources.peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+             "resources.children_peak_rss_mb": round(
+                 resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    torch = sys.modules.get("torch")  # only if the stage imported it; never import it here
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        usage["resources.peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return usage
 
 
 def _start(stage: str, profile: str) -> Run:

@@ -10,6 +10,11 @@ A *spec* names where weights come from:
   built once under the project-local stand-in folder (``$FACEREFINE_HOME``,
   default ``./.facerefine``) and then loaded through the very same real loading
   call. Stand-ins never go to user-global caches (``~/.cache``, ``~/.deepface``).
+* ``random``: the *published* architecture at full width with random weights
+  (the ``rehearsal`` profile), built and loaded the same way. FLUX, T5 and
+  CLIP depth come from the profile's ``random_depth`` (null: published depth).
+  LPIPS's AlexNet, DeepFace's networks and the FID Inception are full size in
+  their smoke stand-ins already, so ``random`` uses those.
 
 Stand-ins are deterministic (seeded), so every machine builds identical ones.
 """
@@ -26,11 +31,13 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from filelock import FileLock
 
-from facerefine.config import SMOKE
+from facerefine.config import RANDOM, SMOKE, RandomDepth
 
 if TYPE_CHECKING:  # heavy imports stay lazy: the prompts stage needs none of them
     import lpips as lpips_lib
     from diffusers import FluxImg2ImgPipeline, FluxPipeline
+
+    from facerefine.config import Profile
 
 FluxRole = Literal["schnell", "dev"]
 
@@ -162,10 +169,48 @@ def _build_flux_standin(role: FluxRole, out: Path) -> None:
     shutil.rmtree(out / "_t5_tok")
 
 
-def flux_location(spec: str, role: FluxRole) -> str:
+def depth_tag(depth: RandomDepth) -> str:
+    """Folder-name tag of a ``random`` depth, e.g. ``d1-s1-t2-c12`` (``full`` for the published one)."""
+    parts = [f"{k}{v}" for k, v in zip("dstc", (depth.flux_double_blocks, depth.flux_single_blocks,
+                                                  depth.t5_layers, depth.clip_layers)) if v is not None]
+    return "-".join(parts) or "full"
+
+
+def random_arch(depth: RandomDepth):
+    """The published FLUX.1 configs (``bench_arch``) with depth cut as ``depth`` says; widths,
+    heads, vocabularies and the VAE stay as published."""
+    from dataclasses import replace
+
+    from facerefine import bench_arch
+
+    arch = bench_arch.ArchConfigs()
+    cut = lambda config, key, value: dict(config) if value is None else {**config, key: value}  # noqa: E731
+    return replace(
+        arch,
+        transformer=cut(cut(arch.transformer, "num_layers", depth.flux_double_blocks),
+                        "num_single_layers", depth.flux_single_blocks),
+        t5=cut(arch.t5, "num_layers", depth.t5_layers),
+        clip=cut(arch.clip, "num_hidden_layers", depth.clip_layers))
+
+
+def _build_flux_random(role: FluxRole, depth: RandomDepth, out: Path) -> None:
+    """FLUX.1-``role`` at full width with random weights, saved in bfloat16 (what the
+    checkpoints ship in)."""
+    from facerefine import bench_arch
+
+    torch.manual_seed(0 if role == "schnell" else 1)
+    pipe = bench_arch.build_pipeline(role, device="cpu", dtype=torch.bfloat16, configs=random_arch(depth))
+    pipe.save_pretrained(out)
+
+
+def flux_location(spec: str, role: FluxRole, depth: RandomDepth | None = None) -> str:
     """Hub id or local directory to pass to ``from_pretrained`` for a FLUX spec."""
     if spec == SMOKE:
         return str(_build_once(f"flux-{role}", lambda out: _build_flux_standin(role, out)))
+    if spec == RANDOM:
+        depth = depth or RandomDepth()
+        return str(_build_once(f"flux-{role}-random-{depth_tag(depth)}",
+                               lambda out: _build_flux_random(role, depth, out)))
     return spec
 
 
@@ -183,14 +228,25 @@ def _quiet_hf() -> None:
     tlog.disable_progress_bar()
 
 
+# Above this side the FLUX VAE decodes in tiles: a 2048² decode alone needs tens of GB.
+VAE_TILING_ABOVE = 1024
+
+
 def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = "float32",
-              device: str | torch.device = "cpu") -> "FluxPipeline | FluxImg2ImgPipeline":
-    """Load a FLUX pipeline (text-to-image, or img2img sharing the same weights)."""
+              device: str | torch.device = "cpu", depth: RandomDepth | None = None,
+              offload: str = "none", image_size: int | None = None) -> "FluxPipeline | FluxImg2ImgPipeline":
+    """Load a FLUX pipeline (text-to-image, or img2img sharing the same weights).
+
+    ``offload`` (GPU only): ``model`` keeps one component at a time on the GPU
+    (diffusers' ``enable_model_cpu_offload``), ``sequential`` one layer at a time
+    (``enable_sequential_cpu_offload``); see README, "GPU memory". Images larger
+    than ``VAE_TILING_ABOVE`` are decoded in VAE tiles.
+    """
     from diffusers import FluxImg2ImgPipeline, FluxPipeline
 
     _quiet_hf()
     cls = FluxImg2ImgPipeline if img2img else FluxPipeline
-    location = flux_location(spec, role)
+    location = flux_location(spec, role, depth)
     try:
         with warnings.catch_warnings():  # newer diffusers renamed torch_dtype; older ones know only it
             warnings.filterwarnings("ignore", message=".*torch_dtype.*", category=FutureWarning)
@@ -203,18 +259,46 @@ def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = 
             "or set profiles.paper.models.{role} to a local directory with the weights."
         ) from err
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    if image_size is not None and image_size > VAE_TILING_ABOVE:
+        pipe.vae.enable_tiling()
+    return place_pipeline(pipe, device, offload)
+
+
+def place_pipeline(pipe, device: str | torch.device, offload: str = "none"):
+    """Put a diffusers pipeline on ``device``, or offload it to the CPU between uses."""
+    device = torch.device(device)
+    if offload == "none" or device.type == "cpu":
+        return pipe.to(device)  # offloading to the CPU from the CPU means nothing
+    if offload == "model":
+        pipe.enable_model_cpu_offload(device=device)
+    elif offload == "sequential":
+        pipe.enable_sequential_cpu_offload(device=device)
+    else:
+        raise ValueError(f"offload must be none, model or sequential (got {offload!r})")
+    return pipe
+
+
+def random_fingerprint(spec: str, scale: "Profile") -> dict:
+    """What else changes a ``random`` network's pixels (its depth); nothing for other specs."""
+    return {"random_depth": scale.random_depth.model_dump()} if spec == RANDOM else {}
+
+
+def load_flux_for(scale: "Profile", role: FluxRole, *, device: str | torch.device, dtype: str,
+                  img2img: bool = False) -> "FluxPipeline | FluxImg2ImgPipeline":
+    """FLUX.1-``role`` as the active profile says: its weights, random depth, offload and size."""
+    return load_flux(getattr(scale.models, role), role, img2img=img2img, dtype=dtype, device=device,
+                     depth=scale.random_depth, offload=scale.offload, image_size=scale.image_size)
 
 
 # -------------------------------------------------------------------------- LPIPS
 
 
 def _alexnet_features_state(spec: str) -> dict[str, torch.Tensor]:
-    """AlexNet ``features.*`` weights for LPIPS's backbone."""
+    """AlexNet ``features.*`` weights for LPIPS's backbone (the stand-in is full size)."""
     import torchvision
     from safetensors.torch import load_file, save_file
 
-    if spec == SMOKE:
+    if spec in (SMOKE, RANDOM):
         def build(out: Path) -> None:
             torch.manual_seed(0)
             net = torchvision.models.alexnet(weights=None)
@@ -321,7 +405,7 @@ def _build_deepface_standin(out: Path) -> None:
 
 def deepface_home(spec: str) -> Path | None:
     """DEEPFACE_HOME for a spec; None means DeepFace's default ($DEEPFACE_HOME or ~)."""
-    if spec == SMOKE:
+    if spec in (SMOKE, RANDOM):  # the stand-ins are DeepFace's own full-size architectures
         return _build_once(f"deepface-r{DEEPFACE_STANDIN_REVISION}", _build_deepface_standin)
     if spec == PRETRAINED:
         return None
@@ -337,7 +421,7 @@ def deepface_detector(spec: str, detector: str) -> str:
     """The DeepFace detector_backend to use; refuses one that would download under smoke."""
     from facerefine.config import ParamsError
 
-    if spec == SMOKE and detector not in DEEPFACE_OFFLINE_DETECTORS:
+    if spec in (SMOKE, RANDOM) and detector not in DEEPFACE_OFFLINE_DETECTORS:
         raise ParamsError(
             f"face_detector: '{detector}' needs pretrained detector weights, which the smoke "
             f"stand-ins do not include; use one of {', '.join(DEEPFACE_OFFLINE_DETECTORS)} with "
@@ -409,7 +493,7 @@ def inception_weights_path(spec: str) -> str | None:
     """
     if spec == "pretrained":
         return None
-    if spec != SMOKE:
+    if spec not in (SMOKE, RANDOM):  # the stand-in is the full-size network
         return spec  # a local copy of torch-fidelity's weights file
 
     def build(out: Path) -> None:
@@ -457,36 +541,64 @@ def _build_clip_standin(out: Path) -> None:
     shutil.rmtree(out / "_tok")
 
 
+def _build_clip_random(out: Path) -> None:
+    """openai/clip-vit-base-patch16's architecture (text 512 x 12, vision ViT-B/16 at 224²) with
+    random weights, its image processor's settings, and the stand-in tokenizer."""
+    from transformers import (AutoTokenizer, CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor,
+                              CLIPTextConfig, CLIPVisionConfig)
+
+    vocab = _write_clip_tokenizer(out / "_tok")
+    torch.manual_seed(0)
+    text = CLIPTextConfig(vocab_size=49408, hidden_size=512, intermediate_size=2048, num_attention_heads=8,
+                          num_hidden_layers=12, max_position_embeddings=77, projection_dim=512,
+                          bos_token_id=vocab - 2, eos_token_id=vocab - 1, pad_token_id=vocab - 1)
+    vision = CLIPVisionConfig(hidden_size=768, intermediate_size=3072, num_attention_heads=12,
+                              num_hidden_layers=12, image_size=224, patch_size=16, projection_dim=512)
+    model = CLIPModel(CLIPConfig(text_config=text.to_dict(), vision_config=vision.to_dict(), projection_dim=512))
+    processor = CLIPProcessor(image_processor=CLIPImageProcessor(size={"shortest_edge": 224},
+                                                                 crop_size={"height": 224, "width": 224}),
+                              tokenizer=AutoTokenizer.from_pretrained(out / "_tok"))
+    model.eval().save_pretrained(out)
+    processor.save_pretrained(out)
+    shutil.rmtree(out / "_tok")
+
+
 def load_clip(spec: str):
     """(CLIPModel, CLIPProcessor) for CLIP-IQA: ``pretrained`` is openai/clip-vit-base-patch16."""
     from transformers import CLIPModel, CLIPProcessor
 
     _quiet_hf()
-    location = {"pretrained": CLIP_IQA_MODEL, SMOKE: None}.get(spec, spec)
+    location = {"pretrained": CLIP_IQA_MODEL, SMOKE: None, RANDOM: None}.get(spec, spec)
     if location is None:
-        location = str(_build_once("clip", _build_clip_standin))
+        location = str(_build_once("clip", _build_clip_standin) if spec == SMOKE
+                       else _build_once("clip-vit-b16-random", _build_clip_random))
     local = hub_offline() or Path(location).is_dir()
     return (CLIPModel.from_pretrained(location, local_files_only=local).eval(),
             CLIPProcessor.from_pretrained(location, local_files_only=local))
 
 
-def _build_lora_standin(out: Path) -> None:
-    """A small random LoRA on the schnell stand-in's attention, in diffusers' format."""
+def _build_lora_standin(out: Path, spec: str = SMOKE, depth: RandomDepth | None = None, rank: int = 4) -> None:
+    """A random LoRA on the attention of the schnell stand-in (``spec``), in diffusers' format."""
     from diffusers import FluxPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
 
-    transformer = load_flux(SMOKE, "schnell").transformer
+    transformer = load_flux(spec, "schnell", depth=depth).transformer
     torch.manual_seed(0)
-    transformer.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    transformer.add_adapter(LoraConfig(r=rank, lora_alpha=rank,
+                                       target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
     state = get_peft_model_state_dict(transformer)
     # PEFT starts lora_B at zero (a no-op adapter); give every matrix random values.
     state = {k: torch.randn_like(v) * 0.2 for k, v in state.items()}
     FluxPipeline.save_lora_weights(out, transformer_lora_layers=state)
 
 
-def lora_location(spec: str) -> str:
+def lora_location(spec: str, depth: RandomDepth | None = None) -> str:
     """Hub id or local folder for ``pipe.load_lora_weights`` (the realism-LoRA baseline)."""
     if spec == SMOKE:
         return str(_build_once("lora-schnell", _build_lora_standin))
+    if spec == RANDOM:  # on the full-width random schnell of the same depth, rank 16
+        depth = depth or RandomDepth()
+        return str(_build_once(f"lora-schnell-random-{depth_tag(depth)}",
+                               lambda out: _build_lora_standin(out, RANDOM, depth, rank=16)))
     return spec
