@@ -35,7 +35,10 @@ def test_stage_run_logs_to_sqlite_at_dvc_root(tracked, monkeypatch):
     assert len(runs) == 1
     r = runs[0]
     assert r.data.params == {"seed": "1"}
-    assert r.data.metrics == {"kept": 5.0, "split.train": 4.0}
+    logged = {k: v for k, v in r.data.metrics.items() if not k.startswith("resources.")}
+    assert logged == {"kept": 5.0, "split.train": 4.0}
+    # every run ends with its wall time and peak memory (the rehearsal table reads them)
+    assert r.data.metrics["resources.wall_s"] >= 0 and r.data.metrics["resources.peak_rss_mb"] > 0
     assert r.data.tags["stage"] == "prompts" and r.data.tags["dvc_exp_name"] == "exp-123"
     assert r.info.run_name == "prompts@exp-123" and r.info.status == "FINISHED"
 
