@@ -15,7 +15,7 @@ T5-XXL encoder), written here as literal dicts, with random weights.
   text encoders see exactly the shapes the real tokenizers would give them.
 
 This mode is meant for GPUs; on a CPU one full-size dev image takes hours
-(``bench.py`` refuses unless forced).
+(the benchmark refuses unless forced).
 """
 
 from __future__ import annotations
