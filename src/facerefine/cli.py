@@ -226,6 +226,55 @@ def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | Non
     click.echo(f"wrote {', '.join(str(p) for p in outputs.all())}")
 
 
+def _figure_options(fn):
+    """One --<figure> option (seconds per image) per cost figure."""
+    from facerefine.cost import FIGURES
+
+    for name, help_text in reversed(FIGURES.items()):
+        fn = click.option(f"--{name.replace('_', '-')}", name, type=click.FloatRange(min=0, min_open=True),
+                          default=None, help=f"seconds per image: {help_text}")(fn)
+    return fn
+
+
+@main.command()
+@click.option("--from", "sources", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="measured figures: a benchmark table (reports/latency.json, benchmarks/results/*.json from "
+                   "`facerefine bench`), a heads_throughput result, or {\"throughputs\": {...}}; repeatable, "
+                   "later files and explicit options win")
+@click.option("--profile", "profile_name", default="paper", show_default=True, help="the profile to project")
+@click.option("--gpu", default=None, help="the GPU's name (default: the one in the measured file)")
+@click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True,
+              help="also show wall-clock hours on this many GPUs")
+@_figure_options
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+def cost(sources: tuple[Path, ...], profile_name: str, gpu: str | None, gpus: int, params_file: Path,
+         **given: float | None) -> None:
+    """Project a profile's GPU-hours per stage on one GPU and on --gpus GPUs, before paying for them.
+
+    Images per stage come from params.yaml; seconds per image from measured files (--from)
+    or the options below. A stage whose figure is unknown says which option it needs.
+    """
+    from facerefine import cost as model
+    from facerefine.config import ParamsError, load_params
+
+    try:
+        params = load_params(params_file)
+        if profile_name not in params.profiles:
+            raise model.CostError(f"--profile: unknown profile '{profile_name}'; choose one of "
+                                  f"{', '.join(sorted(params.profiles))}")
+        figures, table = model.Figures(), None
+        for path in sources:
+            found, maybe_table = model.load_figures(path, params, profile_name)
+            figures, table = figures.merged(found), maybe_table or table
+        figures = figures.merged(model.Figures(
+            {k: model.Figure(v, f"--{k.replace('_', '-')}") for k, v in given.items() if v is not None}, gpu))
+        stages = model.project(params, profile_name, figures, table)
+        click.echo(model.render(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
+    except (ParamsError, model.CostError) as err:
+        raise click.ClickException(str(err)) from None
+
+
 @main.command()
 @click.option("--base", "rev", required=True, metavar="REV",
               help="git revision to compare the workspace with (main, origin/main, HEAD~1, a sha)")
