@@ -350,7 +350,8 @@ def _from_heads_throughput(data: Mapping[str, Any], source: str, size: int) -> F
         if head is None or r.get("size") != size or not r.get("images_per_s"):
             continue
         if head not in best or r["images_per_s"] > best[head][0]:
-            best[head] = (r["images_per_s"], f"{source} ({label}, {size}², batch {r.get('batch')}, {data.get('dtype')})")
+            best[head] = (r["images_per_s"],
+                          f"{source} ({label}, {size}², batch {r.get('batch')}, {data.get('dtype')})")
     values = {f"head_s_per_image.{h}": Figure(1 / rate, tag) for h, (rate, tag) in best.items()}
     gpu = data["device"] if data.get("device_type") == "cuda" else f"CPU: {data['device']}"
     return Figures(values, gpu)

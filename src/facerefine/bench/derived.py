@@ -9,6 +9,7 @@ import statistics
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+
 def _positive(name: str, value: float) -> float:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")

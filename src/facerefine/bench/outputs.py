@@ -242,10 +242,12 @@ def summary_text(result: Mapping[str, Any]) -> str:
         (f"FLUX.1-dev, {n} steps", [fmt_seconds(spi_of(result["pipelines"][dev_key(n)].get(s))) for s in sizes])
         for n in result["settings"]["dev"]["steps"]]
     rows.append(("FLUX.1-schnell", [fmt_seconds(spi_of(result["pipelines"]["schnell"].get(s))) for s in sizes]))
-    rows += [(f"schnell + {h}", [fmt_seconds(spi_of(by.get(s))) for s in sizes]) for h, by in result["schnell_plus_head"].items()]
+    rows += [(f"schnell + {h}", [fmt_seconds(spi_of(by.get(s))) for s in sizes])
+             for h, by in result["schnell_plus_head"].items()]
     rows += [(f"{h} alone", [fmt_seconds(head_alone_spi(e["resolutions"].get(s))) for s in sizes])
              for h, e in result["heads"].items()]
-    rows += [(f"saving, schnell + {h} vs dev {steps}", [_fmt_pct(derived[s]["heads"][h]["saving_vs_dev"]) for s in sizes]
+    rows += [(f"saving, schnell + {h} vs dev {steps}",
+              [_fmt_pct(derived[s]["heads"][h]["saving_vs_dev"]) for s in sizes]
               + [_fmt_pct(derived["mean"]["heads"][h]["saving_vs_dev"])]) for h in result["schnell_plus_head"]]
     width = max(len(name) for name, _ in rows)
     env = result["environment"]
