@@ -11,11 +11,13 @@ import pytest
 import torch
 import yaml
 
-from facerefine import bench, bench_arch
-from facerefine.bench import (BenchParams, Timing, achieved_tflops, bench_params, check_mode,
-                              compute_bound_images_per_second, derive, images_per_second, overhead, percentile,
-                              saving, seconds_per_image, time_callable)
+from facerefine import bench
+from facerefine import flux_arch as bench_arch
+from facerefine.bench import (RunOptions, Timing, achieved_tflops, check_mode, compute_bound_images_per_second,
+                              derive, derive_all, dev_key, effective_mode, headline, images_per_second, overhead,
+                              percentile, saving, seconds_per_image, time_callable, with_overrides)
 from facerefine.config import ParamsError, load_params, parse_params
+from facerefine.summary import latency_numbers
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -150,6 +152,95 @@ def test_derive_builds_the_saving_table_and_leaves_gaps_for_skipped_sizes():
     assert out["mean"]["heads"]["esa"]["saving_vs_dev"] == pytest.approx(0.89)  # over measured sizes only
 
 
+def synthetic_result(sizes=(256, 512, 768, 1024), heads=("unet", "cyclegan", "esa"), dev_steps=(50, 28),
+                     headline_steps=50):
+    """A benchmark result with round numbers: dev 1 s per step, schnell 2 s, each head 0.5 s
+    end to end on top of schnell, at every size (constant, so means are easy to check)."""
+    rec = lambda s: {"seconds_per_image": s, "images_per_second": 1 / s}  # noqa: E731
+    result = {"mode": "arch", "profile": "paper", "meaningful": True, "headline_dev_steps": headline_steps,
+              "settings": {"resolutions": list(sizes), "dev": {"steps": list(dev_steps)}},
+              "pipelines": {**{dev_key(n): {str(r): rec(float(n)) for r in sizes} for n in dev_steps},
+                            "schnell": {str(r): rec(2.0) for r in sizes}},
+              "schnell_plus_head": {h: {str(r): rec(2.5) for r in sizes} for h in heads},
+              "heads": {h: {"resolutions": {str(r): {"batches": {"1": {"images_per_second": 100.0},
+                                                                 "8": {"images_per_second": 400.0}}}
+                                            for r in sizes}} for h in heads}}
+    result["derived"] = derive_all(result)
+    return result
+
+
+def leaves(node) -> int:
+    return sum(leaves(v) for v in node.values()) if isinstance(node, dict) else 1
+
+
+def test_derive_all_computes_the_saving_against_each_dev_step_count():
+    result = synthetic_result()
+    assert set(result["derived"]) == {"50", "28"}
+    assert result["derived"]["50"]["512"]["heads"]["esa"]["saving_vs_dev"] == pytest.approx(1 - 2.5 / 50)  # 0.95
+    assert result["derived"]["28"]["512"]["heads"]["esa"]["saving_vs_dev"] == pytest.approx(1 - 2.5 / 28)
+    assert result["derived"]["28"]["mean"]["schnell_saving_vs_dev"] == pytest.approx(1 - 2 / 28)
+
+
+def test_headline_is_the_saving_averaged_over_resolutions_with_each_beside_it():
+    result = synthetic_result(sizes=(256, 512))
+    # 256²: dev 40 s; 512²: dev 80 s (the headline's 50 steps); schnell + unet 2.5 s at both.
+    result["pipelines"]["dev_50steps"] = {"256": {"seconds_per_image": 40.0}, "512": {"seconds_per_image": 80.0}}
+    result["derived"] = derive_all(result)
+    h = headline(result)
+    assert h["dev_steps"] == 50
+    assert h["saving_vs_dev"]["256"]["unet"] == pytest.approx(1 - 2.5 / 40)   # 0.9375
+    assert h["saving_vs_dev"]["512"]["unet"] == pytest.approx(1 - 2.5 / 80)   # 0.96875
+    assert h["saving_vs_dev"]["mean"]["unet"] == pytest.approx((0.9375 + 0.96875) / 2)
+    assert h["saving_vs_dev"]["mean"]["schnell"] == pytest.approx((0.95 + 0.975) / 2)
+    assert h["head_images_per_second"] == {"resolution": 512, "unet": 400.0, "cyclegan": 400.0, "esa": 400.0}
+
+
+def test_headline_names_the_dev_steps_it_uses():
+    h = headline(synthetic_result(headline_steps=28))
+    assert h["dev_steps"] == 28 and h["saving_vs_dev"]["mean"]["esa"] == pytest.approx(1 - 2.5 / 28)
+
+
+def test_headline_stays_small_at_the_paper_profiles_size():
+    """Four resolutions and three heads: the metric is at most 25 numbers (the table is a report)."""
+    h = headline(synthetic_result())
+    assert leaves(h) <= 25
+    assert "pipelines" not in h and "derived" not in h
+
+
+def test_a_skipped_size_is_null_in_the_headline_and_left_out_of_the_mean():
+    result = synthetic_result(sizes=(32, 64), heads=("esa",))
+    result["schnell_plus_head"]["esa"]["32"] = {"skipped": "ESA needs at least 60 px"}
+    result["heads"]["esa"]["resolutions"]["32"] = {"skipped": "ESA needs at least 60 px"}
+    result["derived"] = derive_all(result)
+    h = headline(result)
+    assert h["saving_vs_dev"]["32"]["esa"] is None
+    assert h["saving_vs_dev"]["mean"]["esa"] == h["saving_vs_dev"]["64"]["esa"] == pytest.approx(0.95)
+
+
+def test_the_rendered_report_shows_both_dev_step_counts_and_the_headline_first():
+    result = synthetic_result(sizes=(512,))
+    result.update(environment={"device": "cuda", "device_name": "NVIDIA H100", "pipeline_dtype": "bfloat16",
+                               "head_precision": "bf16 autocast", "head_channels_last": True, "head_compile": False,
+                               "threads": 1, "peak_bf16_tflops": None}, text_encoding={})
+    result["settings"].update(repeats=3, warmup=1, head_repeats=20, head_warmup=3, head_batch_sizes=[1, 8])
+    result["settings"]["dev"].update(guidance=3.0, refine_steps=50)
+    result["settings"]["schnell"] = {"steps": 4, "max_sequence_length": 256}
+    for h in result["heads"].values():
+        h.update(parameters=1, source="test")
+        for cell in h["resolutions"].values():
+            cell.update(gflop_per_image=1.0, compute_bound_images_per_second=None)
+            for b in cell["batches"].values():
+                b.update(seconds_per_call=0.01, achieved_tflops=0.1, fraction_of_peak=None)
+    result["paper"] = bench.derived.paper_reference(result)
+    md = bench.render_markdown(result)
+    assert md.index("## Saving vs dev at 50 steps (the headline)") < md.index("## Saving vs dev at 28 steps")
+    assert "| FLUX.1-dev text-to-image (50 steps" in md and "| FLUX.1-dev text-to-image (28 steps" in md
+    assert "| schnell + esa: saving vs dev | 95.0% | **95.0%** |" in md
+    assert "28 is diffusers' default" in md
+    text = bench.summary_text(result)
+    assert "FLUX.1-dev, 28 steps" in text and "mean" in text
+
+
 def test_peak_lookup_prefers_the_specific_name():
     assert bench.peak_tflops_for("NVIDIA H100 PCIe") == 756.0
     assert bench.peak_tflops_for("NVIDIA H100 80GB HBM3") == 989.0
@@ -171,57 +262,70 @@ def smoke_params():
     return load_params(REPO / "params.yaml")
 
 
-def test_smoke_profile_defaults_and_overrides():
-    bp = bench_params(smoke_params())
-    assert bp == bench.SMOKE_DEFAULTS and bp.mode == "smoke" and bp.resolutions == (32, 64)
-    bp = bench_params(smoke_params(), resolutions=[64], repeats=2, compile=None)  # None: not given
-    assert bp.resolutions == (64,) and bp.repeats == 2 and bp.compile is False
-    assert bench_params(smoke_params(), mode="weights").mode == "smoke"  # its "weights" are the stand-ins
-
-
-def test_real_weight_profiles_default_to_the_paper_sizes():
+def paper_params():
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
     raw["profile"] = "paper"
-    bp = bench_params(parse_params(raw))
-    assert bp.mode == "weights" and bp.resolutions == (256, 512, 768, 1024) and bp.head_batch_sizes == (1, 8, 32)
+    return parse_params(raw)
 
 
-def test_params_sections_flow_through_once_config_has_them():
-    real = smoke_params()
-    wired = SimpleNamespace(profile="smoke", bench={"compile": True, "channels_last": False},
-                            scale=SimpleNamespace(models=real.scale.models,
-                                                  bench={"resolutions": [48], "head_repeats": 7, "threads": None}))
-    bp = bench_params(wired)
-    assert (bp.compile, bp.channels_last, bp.resolutions, bp.head_repeats, bp.threads) == (True, False, (48,), 7, None)
-    wired.scale.bench = {"resolution": [48]}
-    with pytest.raises(ParamsError, match=r"profiles\.smoke\.bench: unknown key\(s\) resolution"):
-        bench_params(wired)
+def test_settings_are_the_validated_params_with_overrides_applied():
+    params = smoke_params()
+    assert with_overrides(params) is params  # nothing given: nothing re-validated or copied
+    over = with_overrides(params, resolutions=[64], repeats=2, compile=None, dev_steps=[50, 4])  # None: not given
+    assert over.scale.bench.resolutions == [64] and over.scale.bench.repeats == 2
+    assert over.bench.dev_steps == [50, 4] and over.bench.compile is params.bench.compile
+    assert params.scale.bench.resolutions == [32, 64]  # the original is untouched
+    assert over.profiles["paper"] == params.profiles["paper"]  # only the active profile
+
+
+def test_the_profile_decides_the_mode_and_stand_ins_turn_weights_into_smoke():
+    assert effective_mode(smoke_params()) == "smoke"
+    assert effective_mode(with_overrides(smoke_params(), mode="weights")) == "smoke"  # its "weights" are stand-ins
+    assert effective_mode(with_overrides(smoke_params(), mode="arch")) == "arch"
+    paper = paper_params()
+    assert effective_mode(paper) == "weights" and paper.scale.bench.resolutions == [256, 512, 768, 1024]
 
 
 @pytest.mark.parametrize("override, key", [
-    ({"resolutions": [30]}, "--resolutions: must be a non-empty list of positive multiples of 16"),
-    ({"repeats": 0}, "--repeats: must be >= 1"),
-    ({"mode": "fast"}, "--mode: must be one of smoke, weights, arch"),
-    ({"compile": True, "head_warmup": 0}, "--head-warmup: must be >= 1 with compile"),
+    ({"resolutions": [30]}, "--resolutions: resolutions must be multiples of 16"),
+    ({"repeats": 0}, "--repeats: Input should be greater than 0"),
+    ({"mode": "fast"}, "--mode: Input should be 'smoke', 'weights' or 'arch'"),
+    ({"dev_steps": [28]}, "--dev-steps: headline_dev_steps 50 must be one of dev_steps [28]"),
+    ({"headline_dev_steps": 7}, "--headline-dev-steps: headline_dev_steps 7 must be one of dev_steps"),
+    ({"compile": True, "head_warmup": 0}, "bench.compile: true needs profiles.smoke.bench.head_warmup >= 1"),
 ])
-def test_bad_settings_name_their_key(override, key):
-    with pytest.raises(ParamsError, match=key.replace("(", r"\(")):
-        bench_params(smoke_params(), **override)
+def test_bad_settings_name_their_option(override, key):
+    with pytest.raises(ParamsError, match=key.replace("[", r"\[").replace("(", r"\(")):
+        with_overrides(smoke_params(), **override)
+
+
+def test_unknown_settings_are_refused():
+    with pytest.raises(ParamsError, match="unknown bench setting.*resolution\\b"):
+        with_overrides(smoke_params(), resolution=[64])
 
 
 def test_a_bad_params_value_names_its_yaml_key():
-    real = smoke_params()
-    wired = SimpleNamespace(profile="smoke", bench=real.bench,
-                            scale=SimpleNamespace(models=real.scale.models, bench={"head_batch_sizes": [0]}))
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["profiles"]["smoke"]["bench"]["head_batch_sizes"] = [0]
     with pytest.raises(ParamsError, match=r"profiles\.smoke\.bench\.head_batch_sizes"):
-        bench_params(wired)
+        parse_params(raw)
+    raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["bench"]["headline_dev_steps"] = 28
+    raw["bench"]["dev_steps"] = [50]
+    with pytest.raises(ParamsError, match=r"bench: headline_dev_steps 28 must be one of dev_steps \[50\]"):
+        parse_params(raw)
+
+
+def test_run_options_refuse_a_non_positive_peak():
+    with pytest.raises(ParamsError, match="--peak-tflops"):
+        RunOptions(peak_tflops=0)
 
 
 def test_arch_mode_refuses_a_cpu_unless_forced():
     with pytest.raises(ParamsError, match="--force"):
-        check_mode(BenchParams(mode="arch"), torch.device("cpu"))
-    check_mode(BenchParams(mode="arch", force=True), torch.device("cpu"))
-    check_mode(BenchParams(mode="smoke"), torch.device("cpu"))
+        check_mode("arch", torch.device("cpu"))
+    check_mode("arch", torch.device("cpu"), force=True)
+    check_mode("smoke", torch.device("cpu"))
 
 
 # --------------------------------------------------------------- arch configs and FLOPs
@@ -292,14 +396,13 @@ def test_reference_generator_flops_match_the_published_396_gflop_and_scale_with_
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project dir with params (dev at 2 steps, to stay fast) and two tiny heads: a U-Net
+    """A project dir with params and two tiny heads: a U-Net
     that fits 32², and an ESA generator that needs >= 60 px, so its 32² cells are skipped."""
     from facerefine.heads import save_head
     from facerefine.models.cyclegan import ResnetGenerator
     from facerefine.models.resunet_cbam import ResUNetCBAM
 
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
-    raw["dev"]["steps"] = 2
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
     torch.manual_seed(0)
     save_head(tmp_path / "models/heads/unet", ResUNetCBAM(base_channels=4, depth=2), name="unet")
@@ -319,19 +422,22 @@ def load_stage():
 def test_stage_writes_metrics_figure_and_report(project):
     threads = torch.get_num_threads()
     load_stage().main({"resolutions": [32], "head_batch_sizes": [1, 2], "warmup": 0, "repeats": 1,
-                       "head_warmup": 0, "head_repeats": 1})
+                       "head_warmup": 0, "head_repeats": 1, "dev_steps": [2, 3], "headline_dev_steps": 2})
     assert torch.get_num_threads() == threads  # the smoke profile's 1 thread is not left behind
 
-    result = json.loads((project / "metrics/latency.json").read_text(encoding="utf-8"))
-    assert set(result) == {"mode", "profile", "meaningful", "environment", "settings", "text_encoding",
-                           "pipelines", "schnell_plus_head", "heads", "derived", "paper", "seconds_total"}
-    assert result["mode"] == "smoke" and result["meaningful"] is False
-    assert {"device", "device_name", "pipeline_dtype", "torch", "diffusers", "threads", "mode"} <= set(result["environment"])
-    for role, steps in (("dev", 2), ("schnell", 4)):
-        rec = result["pipelines"][role]["32"]
+    result = json.loads((project / "reports/latency.json").read_text(encoding="utf-8"))
+    assert set(result) == {"mode", "profile", "meaningful", "headline_dev_steps", "environment", "settings",
+                           "text_encoding", "pipelines", "schnell_plus_head", "heads", "derived", "paper",
+                           "seconds_total"}
+    assert result["mode"] == "smoke" and result["meaningful"] is False and result["headline_dev_steps"] == 2
+    assert {"device", "device_name", "pipeline_dtype", "torch", "diffusers", "threads", "mode"} <= set(
+        result["environment"])
+    assert set(result["pipelines"]) == {"dev_2steps", "dev_3steps", "schnell"}  # dev at every bench.dev_steps
+    for key, steps in (("dev_2steps", 2), ("dev_3steps", 3), ("schnell", 4)):
+        rec = result["pipelines"][key]["32"]
         assert rec["steps"] == steps and rec["timing"]["repeats"] == 1 and rec["timing"]["warmup_s"] == []
         assert rec["images_per_second"] == pytest.approx(1 / rec["seconds_per_image"], rel=1e-3)
-        assert result["text_encoding"][role]["seconds_per_call"] > 0
+    assert result["text_encoding"]["dev"]["seconds_per_call"] > 0
     assert set(result["schnell_plus_head"]) == {"unet", "esa"}  # the reference is timed alone only
     assert "seconds_per_image" in result["schnell_plus_head"]["unet"]["32"]
     assert "at least 60" in result["schnell_plus_head"]["esa"]["32"]["skipped"]
@@ -339,13 +445,24 @@ def test_stage_writes_metrics_figure_and_report(project):
     ref = result["heads"]["reference"]["resolutions"]["32"]
     assert ref["gflop_per_image"] == pytest.approx(396.4 / 256, rel=0.01)
     assert set(ref["batches"]) == {"1", "2"} and ref["batches"]["2"]["images_per_call"] == 2
-    unet = result["derived"]["32"]["heads"]["unet"]
-    assert unet["saving_vs_dev"] is not None and result["derived"]["32"]["heads"]["esa"]["saving_vs_dev"] is None
+    assert set(result["derived"]) == {"2", "3"}  # the saving against each dev step count
+    for steps in ("2", "3"):
+        unet = result["derived"][steps]["32"]["heads"]["unet"]
+        esa = result["derived"][steps]["32"]["heads"]["esa"]
+        assert unet["saving_vs_dev"] is not None and esa["saving_vs_dev"] is None
+
+    # The metric is the headline only, read by summary.py as written.
+    metric = json.loads((project / "metrics/latency.json").read_text(encoding="utf-8"))
+    assert metric == headline(result) and metric["dev_steps"] == 2
+    assert metric["saving_vs_dev"]["mean"]["unet"] == result["derived"]["2"]["mean"]["heads"]["unet"]["saving_vs_dev"]
+    assert latency_numbers(metric, ["unet", "esa"])["saving_vs_dev.unet"] == metric["saving_vs_dev"]["mean"]["unet"]
 
     assert (project / "reports/latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (project / "reports/latency.md").read_text(encoding="utf-8")
     assert bench.SMOKE_BANNER in report and "(latency.png)" in report
     assert "| schnell + unet |" in report and "11.2" in report and "82%" in report
+    assert "## Saving vs dev at 2 steps (the headline)" in report and "## Saving vs dev at 3 steps" in report
+    assert "| FLUX.1-dev text-to-image (3 steps, guidance 3) |" in report
 
 
 def test_cli_refuses_arch_mode_on_a_cpu(tmp_path):

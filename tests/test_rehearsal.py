@@ -6,7 +6,8 @@ import pytest
 import torch
 import yaml
 
-from facerefine import bench_arch, weights
+from facerefine import flux_arch as bench_arch
+from facerefine import weights
 from facerefine.config import ParamsError, RandomDepth, parse_params
 from facerefine.distributed import Topology
 from facerefine.generation.stage import effective_dtype

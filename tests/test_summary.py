@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facerefine.summary import (SummaryInputError, build_summary, label, latency_numbers, load_metrics,
-                                pick_resolution)
+from facerefine.summary import SummaryInputError, build_summary, label, latency_numbers, load_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 VARIANTS = ["cyclegan", "esa"]
@@ -21,19 +20,19 @@ def _quality_row(fid_diff, identity):
     return {"fid_diff": fid_diff, "identity_cos_schnell": identity, "clip_iqa": 0.35}
 
 
-def _derived(res_to_heads: dict[int, dict[str, float | None]], schnell: float = 0.9) -> dict:
-    derived = {str(r): {"schnell_saving_vs_dev": schnell, "dev_over_schnell": 10.0,
-                        "heads": {h: {"saving_vs_dev": s} for h, s in heads.items()}}
-               for r, heads in res_to_heads.items()}
-    derived["mean"] = {"schnell_saving_vs_dev": schnell, "heads": {}}
-    return {"derived": derived}
+def _latency(per_res: dict[int, dict[str, float | None]], mean: dict[str, float | None], dev_steps: int = 50) -> dict:
+    """metrics/latency.json as the benchmark writes it (bench.derived.headline)."""
+    return {"mode": "weights", "meaningful": True, "dev_steps": dev_steps,
+            "saving_vs_dev": {"mean": mean, **{str(r): heads for r, heads in per_res.items()}},
+            "head_images_per_second": {"resolution": max(per_res), **{h: 100.0 for h in mean if h != "schnell"}}}
 
 
 QUALITY = {"schnell": _quality_row(None, None), "dev": _quality_row(None, None),
            "unet": _quality_row(0.01, 0.97), "cyclegan": _quality_row(0.41, 0.91),
            "esa": _quality_row(0.30, 0.93), "lora": _quality_row(-0.27, 0.88)}
-LATENCY = _derived({256: {"unet": 0.80, "cyclegan": 0.79, "esa": 0.78},
-                    512: {"unet": 0.83, "cyclegan": 0.82, "esa": 0.81}})
+LATENCY = _latency({256: {"unet": 0.80, "cyclegan": 0.79, "esa": 0.78},
+                    512: {"unet": 0.84, "cyclegan": 0.83, "esa": 0.82}},
+                   mean={"unet": 0.82, "cyclegan": 0.81, "esa": 0.80, "schnell": 0.9})
 CYCLEGAN = {"cells": 9, "chosen": {"cyclegan": {"cell": "cyclegan-l2-lr0.0001", "best_loss_G": 0.72},
                                    "esa": {"cell": "esa-l2-lr0.0001", "best_loss_G": 0.61}}}
 UNET = {"best_epoch": 4, "val_loss": 0.12, "val_ssim": 0.9}
@@ -45,8 +44,8 @@ def test_all_inputs_give_every_headline_number():
         "fid_diff.unet": 0.01, "fid_diff.cyclegan": 0.41, "fid_diff.esa": 0.30, "fid_diff.lora": -0.27,
         "identity_cos_schnell.unet": 0.97, "identity_cos_schnell.cyclegan": 0.91,
         "identity_cos_schnell.esa": 0.93, "identity_cos_schnell.lora": 0.88,
-        "latency_resolution": 512,
-        "saving_vs_dev.unet": 0.83, "saving_vs_dev.cyclegan": 0.82, "saving_vs_dev.esa": 0.81,
+        "latency_dev_steps": 50,  # the averaged savings, not the largest resolution's
+        "saving_vs_dev.unet": 0.82, "saving_vs_dev.cyclegan": 0.81, "saving_vs_dev.esa": 0.80,
         "saving_vs_dev.schnell": 0.9,
         "cycle_best_loss_G.cyclegan": 0.72, "cycle_best_loss_G.esa": 0.61,
         "unet_best_val_loss": 0.12,
@@ -64,14 +63,14 @@ def test_missing_inputs_give_nulls_with_the_same_keys():
 
 def test_missing_rows_and_partial_files_give_nulls():
     quality = {"unet": _quality_row(0.02, float("nan")), "lora": "not a row", "esa": {"fid_diff": True}}
-    latency = {"derived": {"64": {"heads": {}}}}  # benchmark ran, nothing measured
+    latency = _latency({64: {"unet": None}}, mean={"unet": None, "schnell": None})  # ran, nothing measured
     s = build_summary(quality=quality, latency=latency, cyclegan={"chosen": {"esa": {}}}, unet={},
                       variants=VARIANTS)
     assert s["fid_diff.unet"] == 0.02
     assert s["identity_cos_schnell.unet"] is None        # NaN is not a headline number
     assert s["fid_diff.esa"] is None                     # nor is a bool
     assert s["fid_diff.lora"] is None and s["fid_diff.cyclegan"] is None
-    assert s["latency_resolution"] is None and s["saving_vs_dev.unet"] is None
+    assert s["latency_dev_steps"] == 50 and s["saving_vs_dev.unet"] is None
     assert s["cycle_best_loss_G.esa"] is None and s["unet_best_val_loss"] is None
 
 
@@ -85,37 +84,26 @@ def test_heads_that_no_longer_exist_get_no_keys():
     assert "fid_diff.schnell" not in s and "saving_vs_dev.lora" not in s
 
 
-def test_resolution_is_the_largest_common_one():
-    latency = _derived({256: {"unet": 0.7, "esa": 0.6}, 512: {"unet": 0.8, "esa": None},
-                        1024: {"unet": None, "esa": None}})
-    # 512 misses esa (say, out of memory), so 256 is the largest where both were measured.
-    assert pick_resolution(latency, ["unet", "esa"]) == 256
-    nums = latency_numbers(latency, ["unet", "esa"])
-    assert nums == {"latency_resolution": 256, "saving_vs_dev.unet": 0.7, "saving_vs_dev.esa": 0.6,
-                    "saving_vs_dev.schnell": 0.9}
+def test_the_saving_is_the_mean_over_resolutions_against_the_headline_dev_steps():
+    latency = _latency({256: {"unet": 0.7, "esa": 0.6}, 512: {"unet": 0.8, "esa": None}},
+                       mean={"unet": 0.75, "esa": 0.6, "schnell": 0.9}, dev_steps=28)
+    assert latency_numbers(latency, ["unet", "esa"]) == {
+        "latency_dev_steps": 28, "saving_vs_dev.unet": 0.75, "saving_vs_dev.esa": 0.6, "saving_vs_dev.schnell": 0.9}
 
 
-def test_resolution_falls_back_to_the_most_heads_then_largest():
-    latency = _derived({256: {"unet": 0.7}, 512: {"unet": 0.8}})  # esa never measured
-    assert pick_resolution(latency, ["unet", "esa"]) == 512
-    assert pick_resolution(_derived({256: {"unet": None}}), ["unet"]) is None
-    assert pick_resolution(None, ["unet"]) is None
-    # Resolutions compare as numbers, not strings ("1024" < "512" as text).
-    assert pick_resolution(_derived({512: {"unet": 0.8}, 1024: {"unet": 0.85}}), ["unet"]) == 1024
+def test_an_old_full_table_latency_file_gives_nulls_not_a_crash():
+    old = {"derived": {"512": {"heads": {"unet": {"saving_vs_dev": 0.8}}}}}
+    assert set(latency_numbers(old, ["unet"]).values()) == {None}
 
 
 def test_the_committed_latency_file_is_read_as_bench_writes_it():
-    """Guards the structure summary.py assumes against bench.py's real output."""
+    """Guards the structure summary.py assumes against the committed metrics/latency.json."""
     latency = load_metrics(REPO / "metrics" / "latency.json")
-    if latency is None:
-        pytest.skip("metrics/latency.json not produced yet")
+    if latency is None or "saving_vs_dev" not in latency:
+        pytest.skip("metrics/latency.json not produced yet by the headline-format benchmark")
     nums = latency_numbers(latency, ["unet"])
-    measured = [int(r) for r in latency["derived"] if r.isdigit()
-                and latency["derived"][r]["heads"].get("unet", {}).get("saving_vs_dev") is not None]
-    if not measured:
-        pytest.skip("no schnell + unet saving in metrics/latency.json")
-    assert nums["latency_resolution"] == max(measured)
-    assert nums["saving_vs_dev.unet"] == latency["derived"][str(max(measured))]["heads"]["unet"]["saving_vs_dev"]
+    assert nums["latency_dev_steps"] == latency["dev_steps"]
+    assert nums["saving_vs_dev.unet"] == latency["saving_vs_dev"]["mean"]["unet"]
 
 
 def test_load_metrics(tmp_path):
@@ -166,7 +154,7 @@ def test_stage_rewrites_the_file_whole(tmp_path):
     summary = json.loads((metrics / "summary.json").read_text())
     assert "fid_diff.esa" not in summary and summary["fid_diff.unet"] == 0.01
     assert list(summary)[0] == "fid_diff.unet"  # logical order kept for the review's table
-    assert summary["saving_vs_dev.unet"] is None and summary["latency_resolution"] is None
+    assert summary["saving_vs_dev.unet"] is None and summary["latency_dev_steps"] is None
     assert summary["cycle_best_loss_G.cyclegan"] == 0.72
     assert "latency.json: not found" in proc.stderr
     assert not any(isinstance(v, float) and math.isnan(v) for v in summary.values())

@@ -175,28 +175,29 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
 @click.option("--head-repeats", type=click.IntRange(min=1), default=None, help="timed head calls")
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads")
 @click.option("--compile/--no-compile", "compile_", default=None, help="torch.compile the heads")
+@click.option("--dev-steps", default=None, help="comma-separated step counts dev is timed at (e.g. 50,28)")
+@click.option("--headline-dev-steps", type=click.IntRange(min=1), default=None,
+              help="the dev step count the headline saving is against (one of --dev-steps)")
 @click.option("--device", "bench_device", default=None, help="auto, cpu, cuda, cuda:1 (default: auto)")
 @click.option("--force", is_flag=True, help="allow --mode arch on a CPU (takes hours)")
 @click.option("--peak-tflops", type=click.FloatRange(min=0, min_open=True), default=None,
               help="the device's peak TFLOP/s for the compute bound (default: looked up for known GPUs)")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("benchmarks/results"), show_default=True,
-              help="folder for latency.json, latency.md and latency.png")
+              help="folder for latency.json (full table), latency_headline.json, latency.md and latency.png")
 @click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("params.yaml"), show_default=True)
 @click.option("--track", is_flag=True, help="also log an MLflow run, as the DVC stage does")
 def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | None, warmup: int | None,
           repeats: int | None, head_warmup: int | None, head_repeats: int | None, threads: int | None,
-          compile_: bool | None, bench_device: str | None, force: bool, peak_tflops: float | None,
-          out_dir: Path, params_file: Path, track: bool) -> None:
+          compile_: bool | None, dev_steps: str | None, headline_dev_steps: int | None, bench_device: str | None,
+          force: bool, peak_tflops: float | None, out_dir: Path, params_file: Path, track: bool) -> None:
     """Time dev vs schnell vs schnell + head across resolutions (paper §5.3, Fig. 6).
 
     Same benchmark as `dvc repro benchmark`, with overrides, writing to --out instead of
     metrics/ and reports/. Heads: every folder in models/heads/, plus a plain ResNet
     generator as the reference.
     """
-    from dataclasses import asdict
-
     from facerefine import bench as benchmark
     from facerefine.config import ParamsError, load_params, loggable
     from facerefine.tracking import stage_run
@@ -210,15 +211,15 @@ def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | Non
             raise click.BadParameter(f"expected comma-separated integers, got {text!r}", param_hint=hint) from None
 
     try:
-        params = load_params(params_file)
-        bp = benchmark.bench_params(
-            params, mode=mode, resolutions=int_list(resolutions, "--resolutions"),
+        params = benchmark.with_overrides(
+            load_params(params_file), mode=mode, resolutions=int_list(resolutions, "--resolutions"),
             head_batch_sizes=int_list(head_batch_sizes, "--head-batch-sizes"), warmup=warmup, repeats=repeats,
             head_warmup=head_warmup, head_repeats=head_repeats, threads=threads, compile=compile_,
-            device=bench_device, force=force or None, peak_tflops=peak_tflops)
-        with stage_run("bench-cli", params={**loggable(params), "bench_resolved": asdict(bp)},
+            dev_steps=int_list(dev_steps, "--dev-steps"), headline_dev_steps=headline_dev_steps)
+        options = benchmark.RunOptions(device=bench_device or "auto", force=force, peak_tflops=peak_tflops)
+        with stage_run("bench-cli", params={**loggable(params), "bench_run": vars(options)},
                        profile=params.profile, enabled=track) as run:
-            result = benchmark.run_benchmark(params, bp)
+            result = benchmark.run_benchmark(params, options)
             outputs = benchmark.Outputs.in_dir(out_dir)
             benchmark.write_outputs(result, outputs)
             run.log_metrics(benchmark.mlflow_metrics(result))
@@ -228,6 +229,55 @@ def bench(mode: str | None, resolutions: str | None, head_batch_sizes: str | Non
         raise click.ClickException(str(err)) from None
     click.echo(benchmark.summary_text(result))
     click.echo(f"wrote {', '.join(str(p) for p in outputs.all())}")
+
+
+def _figure_options(fn):
+    """One --<figure> option (seconds per image) per cost figure."""
+    from facerefine.cost import FIGURES
+
+    for name, help_text in reversed(FIGURES.items()):
+        fn = click.option(f"--{name.replace('_', '-')}", name, type=click.FloatRange(min=0, min_open=True),
+                          default=None, help=f"seconds per image: {help_text}")(fn)
+    return fn
+
+
+@main.command()
+@click.option("--from", "sources", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="measured figures: a benchmark table (reports/latency.json, benchmarks/results/*.json from "
+                   "`facerefine bench`), a heads_throughput result, or {\"throughputs\": {...}}; repeatable, "
+                   "later files and explicit options win")
+@click.option("--profile", "profile_name", default="paper", show_default=True, help="the profile to project")
+@click.option("--gpu", default=None, help="the GPU's name (default: the one in the measured file)")
+@click.option("--gpus", type=click.IntRange(min=1), default=8, show_default=True,
+              help="also show wall-clock hours on this many GPUs")
+@_figure_options
+@click.option("--params", "params_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("params.yaml"), show_default=True)
+def cost(sources: tuple[Path, ...], profile_name: str, gpu: str | None, gpus: int, params_file: Path,
+         **given: float | None) -> None:
+    """Project a profile's GPU-hours per stage on one GPU and on --gpus GPUs, before paying for them.
+
+    Images per stage come from params.yaml; seconds per image from measured files (--from)
+    or the options below. A stage whose figure is unknown says which option it needs.
+    """
+    from facerefine import cost as model
+    from facerefine.config import ParamsError, load_params
+
+    try:
+        params = load_params(params_file)
+        if profile_name not in params.profiles:
+            raise model.CostError(f"--profile: unknown profile '{profile_name}'; choose one of "
+                                  f"{', '.join(sorted(params.profiles))}")
+        figures, table = model.Figures(), None
+        for path in sources:
+            found, maybe_table = model.load_figures(path, params, profile_name)
+            figures, table = figures.merged(found), maybe_table or table
+        figures = figures.merged(model.Figures(
+            {k: model.Figure(v, f"--{k.replace('_', '-')}") for k, v in given.items() if v is not None}, gpu))
+        stages = model.project(params, profile_name, figures, table)
+        click.echo(model.render(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
+    except (ParamsError, model.CostError) as err:
+        raise click.ClickException(str(err)) from None
 
 
 @main.command()

@@ -210,6 +210,16 @@ class EvaluateParams(_Strict):
 class BenchShared(_Strict):
     compile: bool          # torch.compile the heads (compile time is kept out of the statistics)
     channels_last: bool
+    dev_steps: list[PositiveInt] = Field(min_length=1)  # dev is timed at each (paper 50, diffusers' t2i 28)
+    headline_dev_steps: PositiveInt                     # the one the headline saving is against
+
+    @model_validator(mode="after")
+    def _headline_is_timed(self) -> "BenchShared":
+        if self.headline_dev_steps not in self.dev_steps:
+            raise ValueError(f"headline_dev_steps {self.headline_dev_steps} must be one of dev_steps {self.dev_steps}")
+        if len(set(self.dev_steps)) != len(self.dev_steps):
+            raise ValueError(f"dev_steps must not repeat a value (got {self.dev_steps})")
+        return self
 
 
 class UnetParams(_Strict):
@@ -252,6 +262,14 @@ class Params(_Strict):
             raise ValueError(
                 f"profile: unknown profile '{self.profile}'; choose one of {', '.join(sorted(self.profiles))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _compile_needs_warmup(self) -> "Params":
+        # The first call of a compiled head compiles it: that call must not be timed.
+        if self.bench.compile and self.profile in self.profiles and self.scale.bench.head_warmup < 1:
+            raise ValueError(f"bench.compile: true needs profiles.{self.profile}.bench.head_warmup >= 1 "
+                             "(the first call compiles and must not be timed)")
         return self
 
     @property

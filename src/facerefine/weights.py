@@ -177,13 +177,13 @@ def depth_tag(depth: RandomDepth) -> str:
 
 
 def random_arch(depth: RandomDepth):
-    """The published FLUX.1 configs (``bench_arch``) with depth cut as ``depth`` says; widths,
+    """The published FLUX.1 configs (``flux_arch``) with depth cut as ``depth`` says; widths,
     heads, vocabularies and the VAE stay as published."""
     from dataclasses import replace
 
-    from facerefine import bench_arch
+    from facerefine import flux_arch
 
-    arch = bench_arch.ArchConfigs()
+    arch = flux_arch.ArchConfigs()
     cut = lambda config, key, value: dict(config) if value is None else {**config, key: value}  # noqa: E731
     return replace(
         arch,
@@ -196,10 +196,10 @@ def random_arch(depth: RandomDepth):
 def _build_flux_random(role: FluxRole, depth: RandomDepth, out: Path) -> None:
     """FLUX.1-``role`` at full width with random weights, saved in bfloat16 (what the
     checkpoints ship in)."""
-    from facerefine import bench_arch
+    from facerefine import flux_arch
 
     torch.manual_seed(0 if role == "schnell" else 1)
-    pipe = bench_arch.build_pipeline(role, device="cpu", dtype=torch.bfloat16, configs=random_arch(depth))
+    pipe = flux_arch.build_pipeline(role, device="cpu", dtype=torch.bfloat16, configs=random_arch(depth))
     pipe.save_pretrained(out)
 
 

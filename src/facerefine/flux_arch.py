@@ -1,6 +1,7 @@
-"""Architecture-only FLUX.1 and heads for the latency benchmark (``--mode arch``).
+"""FLUX.1 as published, with random weights: the benchmark's ``--mode arch`` and the
+``random`` model spec of the rehearsal profile (``weights.py``).
 
-Latency does not depend on weight values, so real-scale numbers need no
+Latency and memory do not depend on weight values, so real-scale numbers need no
 download: the networks below are built from the *published* configurations
 of FLUX.1-dev / FLUX.1-schnell (transformer, VAE, CLIP-L text encoder,
 T5-XXL encoder), written here as literal dicts, with random weights.
@@ -14,8 +15,8 @@ T5-XXL encoder), written here as literal dicts, with random weights.
   CLIP prompts to 77 tokens and T5 prompts to ``max_sequence_length``, so the
   text encoders see exactly the shapes the real tokenizers would give them.
 
-This mode is meant for GPUs; on a CPU one full-size dev image takes hours
-(``bench.py`` refuses unless forced).
+At full depth this is meant for GPUs; on a CPU one full-size dev image takes hours
+(the benchmark refuses unless forced). The rehearsal keeps full width and cuts depth.
 """
 
 from __future__ import annotations

@@ -1,0 +1,350 @@
+"""The workloads: FLUX text-to-image (dev at each timed step count, schnell), schnell + each
+head end to end, and each head alone at every batch size; :func:`run_benchmark` returns
+one JSON-ready dict (the full table, ``reports/latency.json``).
+
+GPU rules (DESIGN.md, "Performance rules"): the heads run under bf16 autocast, in
+channels_last, batched, optionally ``torch.compile``d; the device is synchronised only
+to stop the clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from facerefine import paths
+from facerefine.bench.derived import (PAPER, achieved_tflops, compute_bound_images_per_second, derive_all,
+                                      dev_key, images_per_second, paper_reference, peak_tflops_for,
+                                      seconds_per_image)
+from facerefine.bench.environment import PeakMemory, device_name, environment
+from facerefine.bench.outputs import fmt_seconds as _fmt_s
+from facerefine.bench.settings import (RunOptions, check_mode, effective_mode, resolve_device,
+                                       settings_record)
+from facerefine.bench.timing import time_callable
+from facerefine.config import SMOKE, Params
+
+log = logging.getLogger("facerefine.bench")
+
+
+@dataclass
+class BenchHead:
+    """A head to time: a trained head directory, a paper-size random one (arch), or the reference."""
+
+    name: str
+    model: nn.Module
+    source: str
+    end_to_end: bool = True  # timed after schnell too (the reference is timed alone)
+
+    @property
+    def parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def unfit_reason(self, size: int) -> str | None:
+        """Why this head cannot run at ``size``² (e.g. ESA needs >= 60 px), or None."""
+        try:
+            self.model.check_size(size, size)
+        except ValueError as err:
+            return str(err)
+        return None
+
+
+# The plain CycleGAN ResNet generator at paper size (ngf 64, 9 blocks, ~396 GFLOP per 512²
+# image): the yardstick every head is measured against in the same run.
+REFERENCE = "reference"
+REFERENCE_CONFIG = {"in_channels": 3, "out_channels": 3, "ngf": 64, "n_blocks": 9, "esa": None}
+
+
+def collect_heads(mode: str, params: Params, heads_dir: Path = paths.HEADS) -> list[BenchHead]:
+    """Every head directory in ``heads_dir`` (arch mode: paper-size random heads) + the reference."""
+    from facerefine.flux_arch import arch_heads
+    from facerefine.heads import load_head
+    from facerefine.models.cyclegan import ResnetGenerator
+
+    heads: list[BenchHead] = []
+    if mode == "arch":
+        for name, model in arch_heads(params.cyclegan.esa_placement).items():
+            heads.append(BenchHead(name, model, "random weights, paper size (arch mode)"))
+    elif heads_dir.is_dir():
+        for directory in sorted(p for p in heads_dir.iterdir() if (p / "config.json").is_file()):
+            head = load_head(directory)
+            heads.append(BenchHead(directory.name, head.model, directory.as_posix()))
+    if not any(isinstance(h.model, ResnetGenerator) and h.model.config() == REFERENCE_CONFIG for h in heads):
+        torch.manual_seed(0)
+        heads.append(BenchHead(REFERENCE, ResnetGenerator(**REFERENCE_CONFIG).eval(),
+                               "plain ResNet generator, ngf 64, 9 blocks, random weights", end_to_end=False))
+    return heads
+
+
+def count_flops(model: nn.Module, size: int, batch: int = 1) -> int:
+    """Exact FLOPs (2 x multiply-adds of convs and matmuls) of one forward at ``size``²,
+    counted on the meta device: nothing is computed or allocated."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ghost = copy.deepcopy(model).to("meta")
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        ghost(torch.empty(batch, 3, size, size, device="meta"))
+    return int(counter.get_total_flops())
+
+
+def _free(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def _oom_types() -> tuple[type[BaseException], ...]:
+    return (torch.cuda.OutOfMemoryError,) if hasattr(torch.cuda, "OutOfMemoryError") else ()
+
+
+class Bench:
+    """Runs the measurements of one benchmark on one device and keeps the shared context."""
+
+    def __init__(self, params: Params, mode: str, options: RunOptions, device: torch.device) -> None:
+        self.mode, self.options, self.device = mode, options, device
+        self.scale, self.shared = params.scale.bench, params.bench
+        self.cuda = device.type == "cuda"
+        self.memory = PeakMemory(device)
+        # Synchronise only to stop the clock (see time_callable).
+        self.sync = (lambda: torch.cuda.synchronize(device)) if self.cuda else None
+
+    def autocast(self):
+        """bf16 autocast for the heads on a GPU; float32 on a CPU (bf16 convs are slow there)."""
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+
+    def place_head(self, model: nn.Module) -> nn.Module:
+        model = model.to(self.device).eval().requires_grad_(False)
+        if self.cuda and self.shared.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def head_callable(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+        if not self.shared.compile:
+            return model
+        # A fresh graph per (size, batch): static shapes compile best, and resetting keeps
+        # many sizes from hitting dynamo's recompile limit (which silently falls back to eager).
+        torch._dynamo.reset()
+        return torch.compile(model, dynamic=False)
+
+    def head_input(self, images: torch.Tensor) -> torch.Tensor:
+        """Pipeline output in [0, 1] -> the heads' [-1, 1], float32 (autocast casts on the GPU)."""
+        x = images.float() * 2 - 1
+        if self.cuda and self.shared.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def measure(self, fn: Callable[[], object], *, images: int, warmup: int, repeats: int) -> dict[str, Any]:
+        """One measurement as a JSON record; a GPU out-of-memory becomes a recorded skip."""
+        try:
+            with torch.inference_mode():
+                self.memory.reset()
+                timing = time_callable(fn, warmup=warmup, repeats=repeats, sync=self.sync)
+                peak = self.memory.read()
+        except _oom_types() as err:
+            _free(self.device)
+            log.warning("out of memory: %s", str(err).splitlines()[0])
+            return {"skipped": "out of memory"}
+        s = timing.median
+        return {"seconds_per_call": round(s, 6), "images_per_call": images,
+                "seconds_per_image": round(seconds_per_image(s, images), 6),
+                "images_per_second": round(images_per_second(s, images), 4),
+                "peak_memory_bytes": peak, "timing": timing.to_dict()}
+
+
+def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dtype: str):
+    """FLUX text-to-image pipeline for ``role`` as the mode says (stand-in, real weights, or arch)."""
+    from facerefine import weights
+
+    if mode == "arch":
+        from facerefine.flux_arch import build_pipeline
+
+        return build_pipeline(role, device=device, dtype=weights.torch_dtype(dtype))
+    if mode == "smoke":
+        return weights.load_flux(SMOKE, role, dtype=dtype, device=device)
+    return weights.load_flux_for(params.scale, role, dtype=dtype, device=device)
+
+
+def text_to_image(pipe, *, prompt: str, size: int, steps: int, guidance: float,
+                  max_sequence_length: int) -> Callable[[], torch.Tensor]:
+    """One text-to-image call, text encoding included; same seed every call, so same work.
+    ``output_type="pt"`` keeps the image on the device (no PIL round trip in the timing)."""
+    def run() -> torch.Tensor:
+        return pipe(prompt=prompt, height=size, width=size, num_inference_steps=steps,
+                    guidance_scale=guidance, max_sequence_length=max_sequence_length,
+                    generator=torch.Generator("cpu").manual_seed(0), output_type="pt").images
+    return run
+
+
+# FLUX.1 transformer + T5-XXL + CLIP-L + VAE parameters x 2 bytes (bf16), before activations.
+ARCH_PIPELINE_BYTES = int((11.9e9 + 4.76e9 + 0.123e9 + 0.084e9) * 2)
+
+
+def _pipeline_dtype(mode: str, params: Params) -> str:
+    # arch mode always runs in bf16: what the checkpoints ship in, and float32 would not fit.
+    return "bfloat16" if mode == "arch" else params.scale.dtype
+
+
+def run_benchmark(params: Params, options: RunOptions = RunOptions(), *,
+                  heads_dir: Path = paths.HEADS) -> dict[str, Any]:
+    """Time dev (at every ``bench.dev_steps``) and schnell text-to-image, schnell + each head,
+    and each head alone, at every resolution; return the JSON-ready result (``write_outputs``)."""
+    device = resolve_device(options.device)
+    mode = effective_mode(params)
+    check_mode(mode, device, options.force)
+    threads = torch.get_num_threads()
+    try:
+        if params.scale.bench.threads is not None:
+            torch.set_num_threads(params.scale.bench.threads)
+        return _run(params, mode, options, device, heads_dir)
+    finally:
+        torch.set_num_threads(threads)  # callers (tests, the CLI) keep their setting
+
+
+def _run(params: Params, mode: str, options: RunOptions, device: torch.device, heads_dir: Path) -> dict[str, Any]:
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # conv algorithms picked during the warm-up
+        total = torch.cuda.get_device_properties(device).total_memory
+        if mode == "arch" and total < ARCH_PIPELINE_BYTES * 1.15:
+            log.warning("arch mode holds one full-size pipeline at a time, ~%.0f GB in bf16; this GPU has %.0f GB",
+                        ARCH_PIPELINE_BYTES / 1e9, total / 1e9)
+    elif mode != "smoke":
+        log.warning("mode %s on a CPU: absolute times are not GPU latency", mode)
+    bench = Bench(params, mode, options, device)
+    pipe_dtype = _pipeline_dtype(mode, params)
+    prompt = params.prompts.baseline_prompt  # content is irrelevant: prompts are padded
+    heads = collect_heads(mode, params, heads_dir)
+    sizes = params.scale.bench.resolutions
+    t_start = time.perf_counter()
+
+    result: dict[str, Any] = {
+        "mode": mode,
+        "profile": params.profile,
+        "meaningful": mode != "smoke" and device.type == "cuda",
+        "headline_dev_steps": params.bench.headline_dev_steps,
+        "environment": environment(device, mode=mode, pipeline_dtype=pipe_dtype,
+                                   head_precision="bf16 autocast" if bench.cuda else "float32",
+                                   compile=params.bench.compile, channels_last=params.bench.channels_last,
+                                   memory_kind=bench.memory.kind),
+        "settings": settings_record(params, mode, options),
+        "text_encoding": {}, "pipelines": {}, "schnell_plus_head": {}, "heads": {},
+    }
+    # Exact FLOPs per head and size, counted on the meta device before the heads move.
+    gflops = {h.name: {s: count_flops(h.model, s) / 1e9 for s in sizes if not h.unfit_reason(s)}
+              for h in heads}
+    placed = {h.name: bench.place_head(h.model) for h in heads}
+
+    # dev first, then schnell alone and with every head. Each pipeline lives only inside
+    # _time_pipeline (closures included), so at most one is ever in (GPU) memory.
+    for role in ("dev", "schnell"):
+        _time_pipeline(bench, role, params, pipe_dtype, prompt, heads if role == "schnell" else [], placed, result)
+        _free(device)
+    _time_heads_alone(bench, heads, placed, gflops, result)
+
+    result["derived"] = derive_all(result)
+    result["paper"] = paper_reference(result, paper_head_gflop(params.cyclegan.esa_placement))
+    result["seconds_total"] = round(time.perf_counter() - t_start, 2)
+    return result
+
+
+def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, prompt: str,
+                   heads: Sequence[BenchHead], placed: Mapping[str, nn.Module], result: dict[str, Any]) -> None:
+    """Text encoding alone, text-to-image at every size (dev: at every step count), and
+    (schnell) schnell + each head."""
+    scale, device = bench.scale, bench.device
+    knobs = params.dev_run if role == "dev" else params.schnell_run  # the profile's step cap applied
+    cap = params.scale.max_steps or max(params.bench.dev_steps)
+    lines = ([(dev_key(s), min(s, cap)) for s in params.bench.dev_steps] if role == "dev"
+             else [("schnell", knobs.steps)])
+    log.info("loading FLUX.1-%s (%s mode, %s, %s)", role, bench.mode, pipe_dtype, device)
+    pipe = load_pipeline(role, bench.mode, params, device, pipe_dtype)
+    result["text_encoding"][role] = bench.measure(
+        lambda: pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device,
+                                   max_sequence_length=knobs.max_sequence_length),
+        images=1, warmup=scale.warmup, repeats=scale.repeats)
+    for key, _ in lines:
+        result["pipelines"][key] = {}
+    for size in scale.resolutions:
+        for key, steps in lines:
+            t2i = text_to_image(pipe, prompt=prompt, size=size, steps=steps, guidance=knobs.guidance,
+                                max_sequence_length=knobs.max_sequence_length)
+            rec = bench.measure(t2i, images=1, warmup=scale.warmup, repeats=scale.repeats)
+            result["pipelines"][key][str(size)] = {**rec, "steps": steps, "guidance": knobs.guidance}
+            log.info("%s %d²: %s", key, size, _fmt_s(rec.get("seconds_per_image")))
+        for head in (h for h in heads if h.end_to_end):  # schnell only: its one line's t2i
+            cell = result["schnell_plus_head"].setdefault(head.name, {})
+            reason = head.unfit_reason(size)
+            if reason:
+                cell[str(size)] = {"skipped": reason}
+                continue
+            fn = bench.head_callable(placed[head.name])
+
+            def end_to_end(t2i=t2i, fn=fn):
+                x = bench.head_input(t2i())
+                with bench.autocast():
+                    return fn(x)
+
+            # With compile, the first call compiles the head: always warm up at least once.
+            cell[str(size)] = bench.measure(end_to_end, images=1,
+                                            warmup=max(scale.warmup, int(bench.shared.compile)),
+                                            repeats=scale.repeats)
+            log.info("%s + %s %d²: %s", role, head.name, size, _fmt_s(cell[str(size)].get("seconds_per_image")))
+
+
+def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[str, nn.Module],
+                      gflops: Mapping[str, Mapping[int, float]], result: dict[str, Any]) -> None:
+    """Every head at every size and batch, with achieved TFLOP/s from the exact FLOPs."""
+    scale, device = bench.scale, bench.device
+    peak = bench.options.peak_tflops or (peak_tflops_for(device_name(device)) if bench.cuda else None)
+    result["environment"]["peak_bf16_tflops"] = peak
+    gen = torch.Generator("cpu").manual_seed(0)
+    for head in heads:
+        entry: dict[str, Any] = {"source": head.source, "kind": type(head.model).__name__,
+                                 "parameters": head.parameters, "end_to_end": head.end_to_end, "resolutions": {}}
+        result["heads"][head.name] = entry
+        for size in scale.resolutions:
+            reason = head.unfit_reason(size)
+            if reason:
+                entry["resolutions"][str(size)] = {"skipped": reason}
+                continue
+            gflop = gflops[head.name][size]
+            bound = None if peak is None else round(compute_bound_images_per_second(gflop, peak), 2)
+            cell: dict[str, Any] = {"gflop_per_image": round(gflop, 4), "compute_bound_images_per_second": bound,
+                                    "batches": {}}
+            entry["resolutions"][str(size)] = cell
+            for batch in scale.head_batch_sizes:
+                x = bench.head_input(torch.rand(batch, 3, size, size, generator=gen).to(device))
+                fn = bench.head_callable(placed[head.name])
+
+                def head_alone(x=x, fn=fn):
+                    with bench.autocast():
+                        return fn(x)
+
+                rec = bench.measure(head_alone, images=batch, warmup=scale.head_warmup,
+                                    repeats=scale.head_repeats)
+                if "images_per_second" in rec:
+                    tf = achieved_tflops(gflop, rec["images_per_second"])
+                    rec["achieved_tflops"] = round(tf, 4)
+                    rec["fraction_of_peak"] = None if peak is None else round(tf / peak, 5)
+                cell["batches"][str(batch)] = rec
+                del x, fn, head_alone
+            log.info("%s %d²: %s", head.name, size,
+                     ", ".join(f"b{b}: {r.get('images_per_second', 'skipped')} img/s"
+                               for b, r in cell["batches"].items()))
+        _free(device)
+
+
+def paper_head_gflop(esa_placement: str = "blocks") -> float:
+    """GFLOP per 512² image of the paper's head as built here: the ngf-64, 9-block ESA generator."""
+    from facerefine.flux_arch import ARCH_GENERATOR
+    from facerefine.models.cyclegan import ResnetGenerator
+
+    return count_flops(ResnetGenerator(**ARCH_GENERATOR, esa=esa_placement), PAPER["resolution"]) / 1e9
