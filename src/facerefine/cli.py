@@ -33,8 +33,24 @@ def standins() -> None:
 
 
 def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1, tile: int | None = None,
-                   overlap: int = 32, compile_: bool = False) -> Enhancer:
+                   overlap: int = 32, compile_: bool = False, backend: str = "torch") -> Enhancer:
     from facerefine.enhance import Enhancer, default_device
+
+    if backend == "auto":
+        from facerefine.onnx_backend import default_backend
+
+        backend = default_backend(head, device)
+    if backend == "onnxruntime":
+        from facerefine.onnx_backend import OnnxHead
+
+        try:
+            onnx_head = OnnxHead.load(head)
+        except (FileNotFoundError, ValueError, ImportError) as err:
+            raise click.BadParameter(str(err), param_hint="--head") from None
+        try:
+            return onnx_head.enhancer(device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
+        except ValueError as err:
+            raise click.UsageError(str(err)) from None
     from facerefine.heads import load_head
 
     device = device or default_device()
@@ -62,7 +78,11 @@ _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", s
 @main.command()
 @click.argument("input_spec", metavar="INPUT")
 @click.argument("output", metavar="OUTPUT")
-@click.option("--head", required=True, help="head directory, or a name in models/heads/ (e.g. unet)")
+@click.option("--head", required=True,
+              help="head directory, a name in models/heads/ (e.g. unet), a Hub repo id, or an exported .onnx")
+@click.option("--backend", type=click.Choice(("auto", "torch", "onnxruntime")), default="auto", show_default=True,
+              help="onnxruntime runs an exported head (HEAD.onnx, or model.onnx in the head folder) on the CPU; "
+                   "auto: onnxruntime for an .onnx file, else torch")
 @click.option("--format", "image_format", type=click.Choice(FORMATS), default=None,
               help="output format (default: OUTPUT's extension, else the input's)")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality")
@@ -79,7 +99,7 @@ _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", s
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_device
 @_dtype
-def enhance(input_spec: str, output: str, head: str, image_format: str | None, quality: int, overwrite: bool,
+def enhance(input_spec: str, output: str, head: str, backend: str, image_format: str | None, quality: int, overwrite: bool,
             tile: int, overlap: int, batch_size: int, workers: int | None, compile_: bool, quiet: bool,
             device: str | None, dtype: str) -> None:
     """Refine an image, a folder (recursive) or a quoted glob ("photos/**/*.jpg") with a head.
@@ -99,7 +119,7 @@ def enhance(input_spec: str, output: str, head: str, image_format: str | None, q
         check_not_in_place(jobs)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    enhancer = _load_enhancer(head, device, dtype, batch_size, tile or None, overlap, compile_)
+    enhancer = _load_enhancer(head, device, dtype, batch_size, tile or None, overlap, compile_, backend)
     if workers is None:
         workers = 4 if enhancer.device.type == "cuda" else 0
     where = output if output_is_folder(inputs, output) else Path(output).parent
@@ -306,3 +326,54 @@ def review(rev: str, output: Path | None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+@main.command()
+@click.argument("head")
+@click.argument("repo_id")
+@click.option("--private", is_flag=True, help="create the repo private")
+@click.option("--revision", default=None, help="branch to push to (default: main)")
+@click.option("--message", default=None, help="commit message")
+@click.option("--dry-run", "dry_run", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="only assemble what would be uploaded into this folder")
+def push(head: str, repo_id: str, private: bool, revision: str | None, message: str | None,
+         dry_run: Path | None) -> None:
+    """Upload a head (folder or name in models/heads/) to the Hugging Face Hub as REPO_ID.
+
+    Uploads model.safetensors, config.json and the model card: models/cards/<name>/README.md
+    (with the pipeline's metrics) when it describes these exact weights, else the head's
+    own README.md. The token comes from HF_TOKEN (or `hf auth login`), never from an option.
+    """
+    from facerefine import hub
+
+    try:
+        if dry_run is not None:
+            staged = hub.assemble(head, dry_run)
+            click.echo(f"{staged.folder}: {', '.join(staged.files)} (card: {staged.card or 'none'})")
+            return
+        url = hub.push(head, repo_id, private=private, revision=revision, commit_message=message)
+    except (FileNotFoundError, ValueError, PermissionError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"pushed {head} to {repo_id}: {url}")
+
+
+@main.command("export")
+@click.argument("head")
+@click.argument("output", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--opset", type=click.IntRange(min=13), default=18, show_default=True, help="ONNX opset")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="compare onnxruntime with PyTorch at 64x64, 61x83 (odd, padded) and 96x128")
+def export(head: str, output: Path, opset: int, check: bool) -> None:
+    """Export HEAD (folder, name or Hub repo id) to an ONNX file with dynamic batch, height and width."""
+    from facerefine.heads import load_head
+    from facerefine.onnx_backend import CHECK_SIZES, export_onnx
+
+    try:
+        loaded = load_head(head)
+        diffs = export_onnx(loaded, output, opset=opset, check_sizes=CHECK_SIZES if check else None)
+    except (FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{output}: head '{loaded.name}', opset {opset}, inputs N x 3 x H x W with H, W multiples of "
+               f"{loaded.size_multiple} and >= {loaded.min_size} (facerefine enhance pads)")
+    for size, diff in diffs.items():
+        click.echo(f"  onnxruntime vs PyTorch at {size}: max abs diff {diff:.2e}")

@@ -7,7 +7,9 @@ unpickles anything) and ``config.json``::
      "architecture": {...constructor arguments...},
      "name": "esa", "training": {...}, "data": {...}, "format": 1}
 
-``load_head`` takes a directory or a bare name looked up in ``models/heads/``.
+``load_head`` (= ``Head.from_pretrained``) takes a directory, a bare name looked up
+in ``models/heads/``, or a Hugging Face Hub repo id (see :mod:`facerefine.hub`).
+A loaded head is callable on PIL images, numpy arrays and tensors (:mod:`facerefine.api`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,47 @@ class Head:
     def min_size(self) -> int:
         return int(getattr(self.model, "min_size", self.size_multiple))
 
+    # -- Hub-style API (the layout is already the Hub's: model.safetensors + config.json + README.md)
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
+                        revision: str | None = None, cache_dir: str | Path | None = None,
+                        local_files_only: bool = False) -> Head:
+        """A folder, a name in ``models/heads/``, or a Hub repo id (``owner/name[@revision]``)."""
+        return load_head(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
+                         local_files_only=local_files_only)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write weights, config and a model card into ``directory`` (the card of the source
+        folder when it describes these exact weights, else a fresh one without metrics)."""
+        from facerefine.card import card_info, card_weights_sha256, weights_sha256, write_model_card
+
+        out = save_head(directory, self.model, name=self.name, training=self.config.get("training"),
+                        data=self.config.get("data"))
+        source = self.path / "README.md"
+        text = source.read_text(encoding="utf-8") if source.is_file() else ""
+        if text and card_weights_sha256(text) == weights_sha256(out / "model.safetensors"):
+            (out / "README.md").write_text(text, encoding="utf-8")
+        else:
+            write_model_card(out, profile=card_info(text).get("profile"))
+        return out
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this head's folder (see ``facerefine.hub.push``; token from the environment)."""
+        from facerefine.hub import push
+
+        return push(self.path, repo_id, **kwargs)
+
+    # -- inference (PIL / numpy / torch in, the same kind out; enhance's padding and tiling)
+
+    def refine(self, images: Any, **options: Any) -> Any:
+        """See :func:`facerefine.api.refine`; ``options`` go to :class:`~facerefine.enhance.Enhancer`."""
+        from facerefine.api import refine
+
+        return refine(self, images, **options)
+
+    __call__ = refine
+
 
 def kind_of(model: torch.nn.Module) -> str:
     for kind, cls in KINDS.items():
@@ -89,9 +132,14 @@ def resolve(path_or_name: str | Path) -> Path:
                             f"(known: {', '.join(known) or 'none; run dvc repro first'})")
 
 
-def load_head(path_or_name: str | Path, device: str | torch.device = "cpu") -> Head:
-    """Rebuild a head from its directory; weights are loaded strictly, in eval mode."""
-    path = resolve(path_or_name)
+def load_head(path_or_name: str | Path, device: str | torch.device = "cpu", *, revision: str | None = None,
+              cache_dir: str | Path | None = None, local_files_only: bool = False) -> Head:
+    """Rebuild a head from its directory, a name in models/heads/ or a Hub repo id; weights are
+    loaded strictly (safetensors: nothing is unpickled), in eval mode."""
+    from facerefine.hub import resolve_pretrained
+
+    path = resolve_pretrained(path_or_name, revision=revision, cache_dir=cache_dir,
+                              local_files_only=local_files_only)
     try:
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:

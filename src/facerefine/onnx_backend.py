@@ -1,0 +1,177 @@
+"""ONNX export of a head and an onnxruntime backend for ``facerefine enhance`` and the Python API.
+
+``export_onnx`` writes one graph with dynamic batch, height and width: any size the head
+accepts (a multiple of ``size_multiple``, at least ``min_size``); the Enhancer's padding
+gets every image there, exactly as with PyTorch. The head's config, size rules and the
+sha256 of its weights travel in the model's metadata, so an ``.onnx`` file alone is a
+usable head: ``facerefine enhance IN OUT --head head.onnx`` (or ``--backend onnxruntime``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from facerefine.enhance import Enhancer, padding_for, supported_size
+
+OPSET = 18
+INPUT, OUTPUT = "image", "refined"
+ONNX_FILE = "model.onnx"
+CHECK_SIZES = [(64, 64), (61, 83), (96, 128)]  # the odd one is padded by the Enhancer's rules
+
+
+def default_backend(head: str | Path, device: str | None = None) -> str:
+    """``--backend auto``: onnxruntime for an exported ``.onnx`` file, else torch."""
+    return "onnxruntime" if str(head).endswith(".onnx") else "torch"
+
+
+def _atanh(g, x):  # the legacy exporter has no symbolic for aten::atanh (ResUNet-CBAM's residual)
+    return g.op("Atanh", x)
+
+
+def export_onnx(head: Any, path: str | Path, *, opset: int = OPSET, check_sizes: list[tuple[int, int]] | None = None,
+                atol: float = 1e-4) -> dict[str, float]:
+    """Write ``head`` (a Head, or anything ``load_head`` takes) to ``path``; with ``check_sizes``
+    compare onnxruntime with PyTorch on those (unpadded) sizes after the Enhancer's padding
+    and return the max abs difference per size (ValueError above ``atol``)."""
+    from facerefine.card import weights_sha256
+    from facerefine.heads import Head, load_head
+
+    if not isinstance(head, Head):
+        head = load_head(head)
+    model = head.model.float().eval().cpu()
+    size = supported_size(2 * head.min_size, head.size_multiple, head.min_size)
+    example = torch.zeros(1, 3, size, size)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.onnx.register_custom_op_symbolic("aten::atanh", _atanh, 9)
+    dims = {0: "batch", 2: "height", 3: "width"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings about the (static) size checks
+        torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
+                          dynamic_axes={INPUT: dims, OUTPUT: dims}, opset_version=opset, dynamo=False)
+    import onnx
+
+    proto = onnx.load(str(tmp))
+    weights = head.path / "model.safetensors"
+    meta = {"facerefine_config": json.dumps(head.config, sort_keys=True), "size_multiple": str(head.size_multiple),
+            "min_size": str(head.min_size), "name": head.name,
+            "weights_sha256": weights_sha256(weights) if weights.is_file() else ""}
+    for key, value in meta.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, path)
+    if not check_sizes:
+        return {}
+    return check_onnx(head, path, check_sizes, atol=atol)
+
+
+def check_onnx(head: Any, path: str | Path, sizes: list[tuple[int, int]], *, atol: float = 1e-4,
+               batch: int = 2, seed: int = 0) -> dict[str, float]:
+    """Max abs difference of onnxruntime vs PyTorch per ``HxW`` (padded as the Enhancer pads)."""
+    session = OnnxHead.load(path).session
+    generator = torch.Generator().manual_seed(seed)
+    diffs = {}
+    for h, w in sizes:
+        p = padding_for(h, w, head.size_multiple, head.min_size)
+        x = torch.rand(batch, 3, h + p.top + p.bottom, w + p.left + p.right, generator=generator) * 2 - 1
+        with torch.inference_mode():
+            expected = head.model(x).numpy()
+        got = session.run([OUTPUT], {INPUT: x.numpy()})[0]
+        diffs[f"{h}x{w}"] = float(np.abs(expected - got).max())
+    bad = {k: v for k, v in diffs.items() if not v <= atol}
+    if bad:
+        raise ValueError(f"{path}: onnxruntime differs from PyTorch by more than {atol}: {bad}")
+    return diffs
+
+
+def session_for(path: str | Path, threads: int | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+@dataclass
+class OnnxHead:
+    """An exported head: what the Enhancer needs (name, path, size rules) plus the session."""
+
+    session: Any
+    path: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    size_multiple: int = 1
+    min_size: int = 1
+
+    @property
+    def name(self) -> str:
+        return self.config.get("name", self.path.stem)
+
+    @classmethod
+    def load(cls, path: str | Path, threads: int | None = None) -> OnnxHead:
+        from facerefine import paths
+
+        path = Path(path)
+        if not path.exists() and (paths.HEADS / str(path)).is_dir():
+            path = paths.HEADS / str(path)
+        if path.is_dir():
+            path = path / ONNX_FILE
+        if not path.is_file():
+            raise FileNotFoundError(f"no ONNX head at {path} (export one with `facerefine export HEAD {path}`)")
+        session = session_for(path, threads)
+        meta = session.get_modelmeta().custom_metadata_map
+        if "size_multiple" not in meta:
+            raise ValueError(f"{path}: not exported by `facerefine export` (no size rules in its metadata)")
+        return cls(session, path, json.loads(meta.get("facerefine_config", "{}")), int(meta["size_multiple"]),
+                   int(meta["min_size"]))
+
+    def enhancer(self, **options: Any) -> OnnxEnhancer:
+        return OnnxEnhancer(self, **options)
+
+    def refine(self, images: Any, **options: Any) -> Any:
+        from facerefine.api import refine
+
+        return refine(self.enhancer(**options), images)
+
+    __call__ = refine
+
+
+def load_onnx(path: str | Path, threads: int | None = None) -> OnnxHead:
+    return OnnxHead.load(path, threads)
+
+
+class OnnxEnhancer(Enhancer):
+    """:class:`Enhancer` whose forward pass is onnxruntime on the CPU; padding, tiling and
+    batching are the Enhancer's own."""
+
+    def __init__(self, head: OnnxHead, *, batch_size: int = 1, tile: int | None = None, overlap: int = 32,
+                 device: str | None = None, dtype: str = "float32", **_: Any) -> None:
+        if device not in (None, "cpu"):
+            raise ValueError(f"the onnxruntime backend runs on the CPU only, got --device {device}")
+        if dtype != "float32":
+            raise ValueError(f"the onnxruntime backend runs float32 only, got --dtype {dtype}")
+        if batch_size < 1:
+            raise ValueError(f"batch size must be >= 1, got {batch_size}")
+        self.head, self.session = head, head.session
+        self.device, self.dtype, self.batch_size = torch.device("cpu"), None, batch_size
+        self.multiple, self.min_size = head.size_multiple, head.min_size
+        self.memory_format = torch.contiguous_format
+        self.model = None
+        self.tile = supported_size(tile, self.multiple, self.min_size) if tile else None
+        if self.tile and not 0 <= overlap < self.tile:
+            raise ValueError(f"overlap must be in [0, {self.tile}) for tile {self.tile}, got {overlap}")
+        self.overlap = overlap
+
+    def forward(self, batch: torch.Tensor) -> torch.Tensor:
+        x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])
