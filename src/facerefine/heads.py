@@ -85,6 +85,13 @@ class Head:
 
     # -- inference (PIL / numpy / torch in, the same kind out; enhance's padding and tiling)
 
+    def enhancer(self, **options: Any):
+        """An :class:`~facerefine.enhance.Enhancer` for this head (``device``, ``dtype``, ``batch_size``,
+        ``tile``, ``overlap``), on the head's current device by default."""
+        from facerefine.api import make_enhancer
+
+        return make_enhancer(self, **options)
+
     def refine(self, images: Any, **options: Any) -> Any:
         """See :func:`facerefine.api.refine`; ``options`` go to :class:`~facerefine.enhance.Enhancer`."""
         from facerefine.api import refine
