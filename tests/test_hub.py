@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 
 from facerefine import hub
-from facerefine.card import _num, card_info, front_matter, write_model_card
+from facerefine.card import _num, card_info, card_weights_sha256, front_matter, weights_sha256, write_model_card
 from facerefine.enhance import Enhancer
 from facerefine.heads import Head, load_head, save_head
 from facerefine.models.cyclegan import ResnetGenerator
@@ -52,6 +52,14 @@ def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path, one_thread
         with torch.inference_mode():
             assert torch.equal(head.model(x), again.model(x))
         assert again.config == head.config
+        # changed weights get a fresh card that describes them, never the old one
+        with torch.no_grad():
+            next(head.model.parameters()).add_(0.01)
+        changed = head.save_pretrained(tmp_path / "changed" / name)
+        text = (changed / "README.md").read_text()
+        assert card_weights_sha256(text) == weights_sha256(changed / "model.safetensors")
+        assert card_weights_sha256(text) != card_weights_sha256((path / "README.md").read_text())
+        assert card_info(text)["profile"] == "smoke"
 
 
 def test_from_pretrained_finds_a_name_in_models_heads(tmp_path, monkeypatch, one_thread):
@@ -138,6 +146,9 @@ def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_
         assert "Not a usable model" in text and card_info(text)["profile"] == "smoke"
         # the published card is what push uploads, as long as it describes the same weights
         assert hub.card_for(heads[name], tmp_path / "models" / "cards") == card_dir / "README.md"
+        staged = hub.assemble(heads[name], tmp_path / "staged" / name, cards_dir=tmp_path / "models" / "cards")
+        assert staged.files == ["model.safetensors", "config.json", "README.md", "samples.png"]
+        assert (staged.folder / "README.md").read_text() == text
     # retrained weights: the metrics card is stale, push falls back to the head's own card
     save_head(heads["esa"], ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa")
     write_model_card(heads["esa"], profile="smoke")

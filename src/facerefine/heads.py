@@ -63,18 +63,13 @@ class Head:
                          local_files_only=local_files_only)
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write weights, config and a model card into ``directory`` (the card of the source
-        folder when it describes these exact weights, else a fresh one without metrics)."""
-        from facerefine.card import card_info, card_weights_sha256, weights_sha256, write_model_card
+        """Write weights, config and a model card into ``directory``: the card that describes these
+        exact weights (the pipeline's published card, else the source folder's), else a fresh one."""
+        from facerefine.hub import write_card
 
         out = save_head(directory, self.model, name=self.name, training=self.config.get("training"),
                         data=self.config.get("data"))
-        source = self.path / "README.md"
-        text = source.read_text(encoding="utf-8") if source.is_file() else ""
-        if text and card_weights_sha256(text) == weights_sha256(out / "model.safetensors"):
-            (out / "README.md").write_text(text, encoding="utf-8")
-        else:
-            write_model_card(out, profile=card_info(text).get("profile"))
+        write_card(self.path, out)
         return out
 
     def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:

@@ -76,29 +76,54 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
 # ------------------------------------------------------------------ pushing
 
 
-def card_for(head_dir: Path, cards_dir: Path = CARDS_DIR) -> Path | None:
-    """The model card to publish with ``head_dir``: ``models/cards/<name>/README.md`` when it
-    describes these very weights (same sha256), else the head's own README.md, else None."""
+def card_for(head_dir: Path, cards_dir: Path = CARDS_DIR, sha: str | None = None) -> Path | None:
+    """The model card that describes the weights in ``head_dir`` (same sha256): the ``model_cards``
+    stage's ``models/cards/<name>/README.md`` (with metrics) first, else the head's own README.md;
+    None when neither matches (e.g. the weights changed after the card was written)."""
+    import json
+
     from facerefine.card import card_weights_sha256, weights_sha256
 
-    own = head_dir / CARD
     name = head_dir.name
     try:
-        import json
         name = json.loads((head_dir / CONFIG).read_text(encoding="utf-8")).get("name", name)
     except (OSError, ValueError):
         pass
-    staged = cards_dir / name / CARD
-    if staged.is_file() and card_weights_sha256(staged.read_text(encoding="utf-8")) == weights_sha256(head_dir / WEIGHTS):
-        return staged
-    return own if own.is_file() else None
+    sha = sha or weights_sha256(head_dir / WEIGHTS)
+    for card in (cards_dir / name / CARD, head_dir / CARD):
+        if card.is_file() and card_weights_sha256(card.read_text(encoding="utf-8")) == sha:
+            return card
+    return None
+
+
+def write_card(source_dir: Path, out_dir: Path, cards_dir: Path = CARDS_DIR) -> list[str]:
+    """Give the head in ``out_dir`` (weights and config already there) the card of ``source_dir``
+    that describes exactly those weights, with the images it links to; with none, render a fresh
+    card from ``out_dir`` (training facts, no metrics). Returns the file names written."""
+    from facerefine.card import card_info, render_card, weights_sha256
+
+    card = card_for(source_dir, cards_dir, sha=weights_sha256(out_dir / WEIGHTS))
+    if card is None:
+        own = source_dir / CARD
+        profile = card_info(own.read_text(encoding="utf-8")).get("profile") if own.is_file() else None
+        text = render_card(out_dir, profile=profile)
+        (out_dir / CARD).write_text(text, encoding="utf-8")
+        return [CARD]
+    files = [CARD]
+    if card.resolve() != (out_dir / CARD).resolve():
+        shutil.copyfile(card, out_dir / CARD)
+    for image in sorted(card.parent.glob("*.png")):  # sample images the card links to
+        if image.resolve() != (out_dir / image.name).resolve():
+            shutil.copyfile(image, out_dir / image.name)
+        files.append(image.name)
+    return files
 
 
 @dataclass(frozen=True)
 class Assembled:
     folder: Path
     files: list[str]
-    card: Path | None
+    card: Path | None  # the card copied, or None: a fresh one was rendered
 
 
 def assemble(head: str | os.PathLike, out_dir: str | os.PathLike, *, cards_dir: Path = CARDS_DIR) -> Assembled:
@@ -113,12 +138,7 @@ def assemble(head: str | os.PathLike, out_dir: str | os.PathLike, *, cards_dir: 
         shutil.copyfile(head_dir / name, out / name)
         files.append(name)
     card = card_for(head_dir, cards_dir)
-    if card is not None:
-        shutil.copyfile(card, out / CARD)
-        files.append(CARD)
-        for image in sorted(card.parent.glob("*.png")):  # sample images the card links to
-            shutil.copyfile(image, out / image.name)
-            files.append(image.name)
+    files += write_card(head_dir, out, cards_dir)
     return Assembled(out, files, card)
 
 
