@@ -2,6 +2,7 @@
 ComfyUI nodes (called directly with BHWC tensors, compared with the CLI's output)."""
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+from facerefine.card import weights_sha256
 from facerefine.cli import main
 from facerefine.heads import load_head
 from facerefine.onnx_backend import CHECK_SIZES, check_onnx, load_onnx
@@ -56,6 +58,14 @@ def test_enhance_with_onnxruntime_backend_matches_torch(tmp_path, one_thread):
     for name in ("ort.png", "auto.png"):
         out = np.asarray(Image.open(tmp_path / name)).astype(int)
         assert out.shape == (61, 83, 3) and np.abs(out - torch_out).max() <= 1
+    # the CPU default is onnxruntime, with an export cached by the weights' hash
+    other = tiny_heads(tmp_path / "other")["unet"]
+    cached = Path(os.environ["FACEREFINE_HOME"]) / "onnx" / f"{weights_sha256(other / 'model.safetensors')}.onnx"
+    assert not cached.exists()
+    _cli("enhance", str(tmp_path / "in.png"), str(tmp_path / "default.png"), "--head", str(other), "--quiet")
+    assert cached.is_file() and not (other / "model.onnx").exists()
+    torch_out = np.asarray(load_head(other).refine(Image.open(tmp_path / "in.png"))).astype(int)
+    assert np.abs(np.asarray(Image.open(tmp_path / "default.png")).astype(int) - torch_out).max() <= 1
     result = CliRunner().invoke(main, ["enhance", str(tmp_path / "in.png"), str(tmp_path / "x.png"), "--head",
                                        str(path), "--backend", "onnxruntime", "--device", "cuda"])
     assert result.exit_code != 0 and "CPU only" in result.output

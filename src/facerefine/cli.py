@@ -36,17 +36,21 @@ def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 
                    overlap: int = 32, compile_: bool = False, backend: str = "torch") -> Enhancer:
     from facerefine.enhance import Enhancer, default_device
 
-    if backend == "auto":
+    auto = backend == "auto"
+    if auto:
         from facerefine.onnx_backend import default_backend
 
-        backend = default_backend(head, device)
+        backend = default_backend(head, device, dtype, compile_)
     if backend == "onnxruntime":
         from facerefine.onnx_backend import OnnxHead
 
         try:
             onnx_head = OnnxHead.load(head)
-        except (FileNotFoundError, ValueError, ImportError) as err:
-            raise click.BadParameter(str(err), param_hint="--head") from None
+        except (FileNotFoundError, ValueError, ImportError, RuntimeError) as err:
+            if not auto or str(head).endswith(".onnx"):
+                raise click.BadParameter(str(err), param_hint="--head") from None
+            click.echo(f"note: onnxruntime unavailable for this head ({err}); running it on torch", err=True)
+            return _load_enhancer(head, device, dtype, batch_size, tile, overlap, compile_, "torch")
         try:
             return onnx_head.enhancer(device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
         except ValueError as err:
@@ -81,8 +85,9 @@ _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", s
 @click.option("--head", required=True,
               help="head directory, a name in models/heads/ (e.g. unet), a Hub repo id, or an exported .onnx")
 @click.option("--backend", type=click.Choice(("auto", "torch", "onnxruntime")), default="auto", show_default=True,
-              help="onnxruntime runs an exported head (HEAD.onnx, or model.onnx in the head folder) on the CPU; "
-                   "auto: onnxruntime for an .onnx file, else torch")
+              help="onnxruntime: on the CPU, an exported HEAD.onnx, or a head exported once and cached by its "
+                   "weights' hash; auto: onnxruntime on the CPU in float32 without --compile (faster there), "
+                   "else torch")
 @click.option("--format", "image_format", type=click.Choice(FORMATS), default=None,
               help="output format (default: OUTPUT's extension, else the input's)")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG/WebP quality")

@@ -27,9 +27,37 @@ ONNX_FILE = "model.onnx"
 CHECK_SIZES = [(64, 64), (61, 83), (96, 128)]  # the odd one is padded by the Enhancer's rules
 
 
-def default_backend(head: str | Path, device: str | None = None) -> str:
-    """``--backend auto``: onnxruntime for an exported ``.onnx`` file, else torch."""
-    return "onnxruntime" if str(head).endswith(".onnx") else "torch"
+def default_backend(head: str | Path, device: str | None = None, dtype: str = "float32",
+                    compile_: bool = False) -> str:
+    """``--backend auto``: onnxruntime for an ``.onnx`` file, and on the CPU in float32 without
+    ``--compile`` (measured faster there: benchmarks/results/onnx_vs_torch_cpu.json); else torch."""
+    if str(head).endswith(".onnx"):
+        return "onnxruntime"
+    from facerefine.enhance import default_device
+
+    if torch.device(device or default_device()).type != "cpu" or dtype != "float32" or compile_:
+        return "torch"
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "torch"
+    return "onnxruntime"
+
+
+def cached_export(head: str | Path) -> Path:
+    """The ONNX export of a head (folder, name or Hub repo id), made once and kept in
+    ``$FACEREFINE_HOME/onnx/<sha256 of the weights>.onnx``: a changed head never meets a stale export."""
+    from facerefine.card import weights_sha256
+    from facerefine.heads import load_head
+    from facerefine.hub import WEIGHTS, resolve_pretrained
+    from facerefine.weights import home
+
+    folder = resolve_pretrained(head)
+    path = home() / "onnx" / f"{weights_sha256(folder / WEIGHTS)}.onnx"
+    if not path.is_file():
+        export_onnx(load_head(folder), path, check_sizes=[(64, 64)])
+    return path
 
 
 def _atanh(g, x):  # the legacy exporter has no symbolic for aten::atanh (ResUNet-CBAM's residual)
@@ -124,8 +152,10 @@ class OnnxHead:
         path = Path(path)
         if not path.exists() and (paths.HEADS / str(path)).is_dir():
             path = paths.HEADS / str(path)
-        if path.is_dir():
+        if path.is_dir() and (path / ONNX_FILE).is_file() and _matches_weights(path / ONNX_FILE, path):
             path = path / ONNX_FILE
+        elif not str(path).endswith(".onnx"):  # a head folder, name or Hub repo id: export once, cached
+            path = cached_export(path)
         if not path.is_file():
             raise FileNotFoundError(f"no ONNX head at {path} (export one with `facerefine export HEAD {path}`)")
         session = session_for(path, threads)
@@ -144,6 +174,19 @@ class OnnxHead:
         return refine(self.enhancer(**options), images)
 
     __call__ = refine
+
+
+def _matches_weights(onnx_path: Path, head_dir: Path) -> bool:
+    """Whether an export sitting in a head folder was made from that folder's weights."""
+    import onnx
+
+    from facerefine.card import weights_sha256
+
+    weights = head_dir / "model.safetensors"
+    if not weights.is_file():
+        return True  # a folder holding only the export
+    meta = {p.key: p.value for p in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    return meta.get("weights_sha256") == weights_sha256(weights)
 
 
 def load_onnx(path: str | Path, threads: int | None = None) -> OnnxHead:
