@@ -80,8 +80,9 @@ def main() -> None:
             row["onnxruntime_faster_in_repeats"] = f"{sum(v > 1 for v in pairs)}/{len(pairs)}"
             row["max_abs_diff"] = max_diff
             results[str(size)] = row
-            print(f"{size}²: torch {row['torch']['median_s']:.3f} s, onnxruntime {row['onnxruntime']['median_s']:.3f} s"
-                  f" (median); torch/onnxruntime {row['torch_over_onnxruntime_median']:.3f} "
+            print(f"{size}²: torch {row['torch']['median_s']:.3f} s, "
+                  f"onnxruntime {row['onnxruntime']['median_s']:.3f} s (median); "
+                  f"torch/onnxruntime {row['torch_over_onnxruntime_median']:.3f} "
                   f"(fastest repeats: {row['torch_over_onnxruntime_min']:.3f}, median per repeat: "
                   f"{row['torch_over_onnxruntime_per_repeat_median']:.3f}, onnxruntime faster in "
                   f"{row['onnxruntime_faster_in_repeats']} repeats); max abs diff {max_diff:.1e}")

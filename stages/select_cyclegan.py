@@ -61,7 +61,7 @@ def main() -> None:
             head = load_head(paths.CYCLEGAN_RUNS / cell["cell"])
             save_head(paths.HEADS / variant, head.model, name=variant,
                       training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
-            write_model_card(paths.HEADS / variant, profile=params.profile)  # after save_head, which replaces the folder
+            write_model_card(paths.HEADS / variant, profile=params.profile)  # after save_head (it replaces the folder)
         write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, params.is_smoke))
         plot_curves(names, REPORT_DIR / "curves.png")
         summary = {

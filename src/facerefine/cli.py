@@ -104,8 +104,8 @@ _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", s
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_device
 @_dtype
-def enhance(input_spec: str, output: str, head: str, backend: str, image_format: str | None, quality: int, overwrite: bool,
-            tile: int, overlap: int, batch_size: int, workers: int | None, compile_: bool, quiet: bool,
+def enhance(input_spec: str, output: str, head: str, backend: str, image_format: str | None, quality: int,
+            overwrite: bool, tile: int, overlap: int, batch_size: int, workers: int | None, compile_: bool, quiet: bool,
             device: str | None, dtype: str) -> None:
     """Refine an image, a folder (recursive) or a quoted glob ("photos/**/*.jpg") with a head.
 

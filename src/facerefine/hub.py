@@ -165,6 +165,7 @@ def push(head: str | os.PathLike, repo_id: str, *, private: bool = False, revisi
     with tempfile.TemporaryDirectory(prefix="facerefine-push-") as tmp:
         staged = assemble(head, tmp, cards_dir=cards_dir)
         api.create_repo(repo_id, token=token, private=private, exist_ok=True)
+        message = commit_message or f"Upload facerefine head {Path(str(head)).name}"
         info = api.upload_folder(repo_id=repo_id, folder_path=str(staged.folder), token=token,
-                                 revision=revision, commit_message=commit_message or f"Upload facerefine head {Path(str(head)).name}")
+                                 revision=revision, commit_message=message)
     return str(getattr(info, "commit_url", info))
