@@ -236,8 +236,8 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, quality: Ma
     lines += ["## Limitations", "",
               "- Trained on synthetic portraits only (one face, studio framing, 512² or smaller); other content "
               "may be altered in unwanted ways.",
-              "- The prompts name real actors: the head may shift identity towards faces it saw; identity "
-              "similarity to the input is reported above, but check outputs of real people.",
+              "- The training prompts name real actors, and a head can alter a person's likeness: identity "
+              "similarity to the input is reported above, but check outputs that show real people.",
               "- Quality is measured with FID/KID/CLIP-IQA on a small synthetic test split, not by people.",
               "- Very large images should be tiled (`--tile`); the head never saw them whole.",
               "- Not a safety filter and not a face-restoration model for damaged photos.", ""]
