@@ -45,16 +45,22 @@ def default_backend(head: str | Path, device: str | None = None, dtype: str = "f
     return "onnxruntime"
 
 
+def export_cache() -> Path:
+    """``$FACEREFINE_HOME/onnx`` when set, else the user's cache (``~/.cache/facerefine/onnx``), so
+    that ``facerefine enhance`` run from any folder leaves nothing behind there."""
+    if os.environ.get("FACEREFINE_HOME"):
+        return Path(os.environ["FACEREFINE_HOME"]) / "onnx"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facerefine" / "onnx"
+
+
 def cached_export(head: str | Path) -> Path:
     """The ONNX export of a head (folder, name or Hub repo id), made once and kept in
-    ``$FACEREFINE_HOME/onnx/<sha256 of the weights>.onnx``: a changed head never meets a stale export."""
+    :func:`export_cache` under the sha256 of its weights: a changed head never meets a stale export."""
     from facerefine.card import weights_sha256
     from facerefine.heads import load_head
     from facerefine.hub import WEIGHTS, resolve_pretrained
-    from facerefine.weights import home
-
     folder = resolve_pretrained(head)
-    path = home() / "onnx" / f"{weights_sha256(folder / WEIGHTS)}.onnx"
+    path = export_cache() / f"{weights_sha256(folder / WEIGHTS)}.onnx"
     if not path.is_file():
         export_onnx(load_head(folder), path, check_sizes=[(64, 64)])
     return path
@@ -79,7 +85,7 @@ def export_onnx(head: Any, path: str | Path, *, opset: int = OPSET, check_sizes:
     example = torch.zeros(1, 3, size, size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # unique: two processes may export at once
     torch.onnx.register_custom_op_symbolic("aten::atanh", _atanh, 9)
     dims = {0: "batch", 2: "height", 3: "width"}
     with warnings.catch_warnings():
