@@ -186,6 +186,14 @@ def test_push_uploads_the_assembled_head_and_never_prints_the_token(tmp_path, mo
     assert calls[1][:3] == ("upload", "someone/esa", secret)
     assert calls[1][3] == ["README.md", "config.json", "model.safetensors"]
     assert secret not in capsys.readouterr().out
+    from click.testing import CliRunner
+
+    from facerefine.cli import main
+
+    result = CliRunner().invoke(main, ["push", str(path), "someone/esa", "--dry-run", str(tmp_path / "dry")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "dry").iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    assert secret not in result.output
     monkeypatch.delenv("HF_TOKEN")
     monkeypatch.setattr(hub, "hub_token", lambda: None)
     with pytest.raises(PermissionError, match="HF_TOKEN"):
