@@ -6,7 +6,7 @@ import shutil
 
 import pandas as pd
 
-from facerefine import paths
+from facerefine import paths, weights
 from facerefine.config import load_params, loggable
 from facerefine.heads import load_head, save_head
 from facerefine.io import write_json, write_text
@@ -60,7 +60,8 @@ def main() -> None:
             head = load_head(paths.CYCLEGAN_RUNS / cell["cell"])
             save_head(paths.HEADS / variant, head.model, name=variant,
                       training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
-        write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, params.is_smoke))
+        standins = weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"])
+        write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, standins))
         plot_curves(names, REPORT_DIR / "curves.png")
         summary = {
             "cells": len(results),

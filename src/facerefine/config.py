@@ -96,6 +96,9 @@ class ModelIds(_Strict):
     inception: str = Field(min_length=1)   # torch-fidelity's FID Inception
     clip_iqa: str = Field(min_length=1)    # CLIP for CLIP-IQA
     lora: str = Field(min_length=1)        # the realism-LoRA baseline of Table 4
+    # The .safetensors file of `lora` to load; null: `lora` must hold exactly one (README,
+    # "The LoRA baseline"). Checked before evaluate generates anything.
+    lora_weight_name: str | None = Field(default=None, min_length=1)
 
 
 class UnetScale(_Strict):
@@ -205,6 +208,16 @@ class EvaluateParams(_Strict):
     clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics prompt names or pairs
     batch_size: PositiveInt
     grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
+    # Heads evaluated (Table 4 rows); each must exist in models/heads/. Leave one out to
+    # evaluate without it.
+    heads: list[Literal["unet", "cyclegan", "esa"]] = ["unet", "cyclegan", "esa"]
+
+    @field_validator("heads")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a head twice (got {v})")
+        return v
 
 
 class BenchShared(_Strict):

@@ -59,11 +59,13 @@ def render_table(variant: str, cells: Sequence[Mapping], ssim_fail: float) -> st
 
 
 def render_report(cells: Sequence[Mapping], chosen: Mapping[str, Mapping], ssim_fail: float,
-                  smoke: bool) -> str:
+                  standins: Sequence[str] = ()) -> str:
+    """``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.weights import standin_banner
+
     parts = ["# CycleGAN grid (paper §5.2, Tables 2–3)", ""]
-    if smoke:
-        parts += ["> **Smoke profile:** tiny networks trained for an epoch or two on random stand-in images."
-                  " These numbers exercise the pipeline and mean nothing.", ""]
+    if standins:
+        parts += [standin_banner(standins), ""]
     parts += ["L is the best (lowest) epoch-mean generator loss of the run (adversarial + λ_cyc·cycle + "
               "λ_cyc·λ_id·identity); SSIM compares held-out schnell images with their full cycle F(G(x)). "
               "L grows with λ_cyc by construction, so compare it within a row.", ""]
