@@ -36,9 +36,10 @@ def load_lora(pipe, params: Params) -> str:
                              key=lora_weight_key(params))
 
 
-def selected_heads(params: Params, heads_dir: Path = paths.HEADS) -> list[str]:
+def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
     """The heads of ``evaluate.heads``, in Table 4 order; a missing one is an error (its row
-    and summary entries would silently be empty otherwise)."""
+    and summary entries would silently be empty otherwise). ``heads_dir``: models/heads."""
+    heads_dir = paths.HEADS if heads_dir is None else heads_dir
     chosen = [name for name in HEAD_ROWS if name in params.evaluate.heads]
     missing = [name for name in chosen if not (heads_dir / name).is_dir()]
     if missing:

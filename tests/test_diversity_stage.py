@@ -12,7 +12,6 @@ import pytest
 
 from facerefine.analysis.attributes import from_deepface
 from facerefine.analysis.diversity import COLUMNS, SetAnalysis
-from facerefine.analysis.report import SMOKE_BANNER
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +63,8 @@ def test_stage_writes_table1_metrics_report_figure_and_table(project, monkeypatc
                                "note": metrics["tsne"]["note"]} and "clamped" in metrics["tsne"]["note"]
 
     report = (project / "reports/diversity.md").read_text()
-    assert SMOKE_BANNER in report and "| Enriched |" in report and "(diversity_tsne.png)" in report
+    assert "> **Stand-in networks:** schnell (smoke), deepface (smoke)" in report
+    assert "| Enriched |" in report and "(diversity_tsne.png)" in report
     assert (project / "reports/diversity_tsne.png").read_bytes()[:4] == b"\x89PNG"
 
     table = pd.read_parquet(project / "data/diversity/attributes.parquet")
