@@ -205,7 +205,7 @@ class DiversityParams(_Strict):
 class EvaluateParams(_Strict):
     kid_subset_size: PositiveInt       # clamped to the test-set size
     kid_subsets: PositiveInt
-    clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics prompt names or pairs
+    clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics' pair names (metrics/clip_iqa.PROMPT_PAIRS)
     batch_size: PositiveInt
     grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
     # Heads evaluated (Table 4 rows); each must exist in models/heads/. Leave one out to

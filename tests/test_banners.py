@@ -1,0 +1,44 @@
+"""Stand-in banners come from the networks behind a report, not from the profile's name
+(issue 13, item 6): every report renderer shows the same banner for the same networks."""
+
+import yaml
+
+from facerefine import report, weights
+from facerefine.config import parse_params
+from facerefine.train.selection import render_report
+
+CELL = {"variant": "esa", "lambda_cyc": 2.0, "lr": 1e-4, "best_loss_G": 0.7, "ssim_cycle": 0.95, "cell": "esa-l2-lr0.0001"}
+
+
+def params_with(profile: str, **models):
+    raw = yaml.safe_load(open("params.yaml", encoding="utf-8"))
+    raw["profile"] = profile
+    raw["profiles"][profile]["models"].update(models)
+    return parse_params(raw)
+
+
+def test_a_renamed_profile_with_standins_gets_the_banner_everywhere(tmp_path):
+    raw = yaml.safe_load(open("params.yaml", encoding="utf-8"))
+    raw["profiles"]["my_smoke"] = raw["profiles"]["smoke"]  # stand-ins under another name
+    raw["profile"] = "my_smoke"
+    params = parse_params(raw)
+    assert not params.is_smoke
+    for stage, roles in weights.REPORT_NETWORKS.items():
+        found = weights.standin_networks(params, roles)
+        assert found and all(f.endswith("(smoke)") for f in found), stage
+    banner = weights.standin_banner(weights.standin_networks(params, weights.REPORT_NETWORKS["report"]))
+    page = report.render(tmp_path, profile="my_smoke", standins=weights.standin_networks(params), prompts_metrics=None)
+    assert banner in page
+    cycle = render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9,
+                          weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"]))
+    assert "> **Stand-in networks:** schnell (smoke), dev (smoke)" in cycle
+
+
+def test_real_networks_get_no_banner_and_one_random_network_does(tmp_path):
+    paper = params_with("paper")
+    assert weights.standin_networks(paper) == [] and weights.standin_banner([]) == ""
+    assert "Stand-in" not in report.render(tmp_path, profile="paper", standins=[], prompts_metrics=None)
+    assert "Stand-in" not in render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9, [])
+    mixed = params_with("paper", dev="random")
+    assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]
+    assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["diversity"]) == []  # dev does not reach it
