@@ -42,3 +42,15 @@ def test_real_networks_get_no_banner_and_one_random_network_does(tmp_path):
     mixed = params_with("paper", dev="random")
     assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]
     assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["diversity"]) == []  # dev does not reach it
+
+
+def test_review_banner_follows_the_networks_of_the_raw_params(tmp_path):
+    from facerefine.review import workspace_uses_standins
+
+    raw = yaml.safe_load(open("params.yaml", encoding="utf-8"))
+    raw["profiles"]["renamed"] = raw["profiles"]["rehearsal"]  # random networks, another name
+    for profile, expected in (("renamed", True), ("paper", False), ("smoke", True)):
+        (tmp_path / "params.yaml").write_text(yaml.safe_dump({**raw, "profile": profile}), encoding="utf-8")
+        assert workspace_uses_standins(tmp_path) is expected, profile
+    (tmp_path / "params.yaml").write_text("profile: smoke\n", encoding="utf-8")  # unvalidated: falls back to the name
+    assert workspace_uses_standins(tmp_path)

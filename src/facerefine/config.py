@@ -11,6 +11,7 @@ allowed range, e.g. ``dev.strength: must be in (0, 1] (got 1.5)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,6 +26,21 @@ IMAGE_SIZE_MULTIPLE = 16
 
 NAMES_ROOT = Path("data/names")
 NAMES_FILES = ("name.basics.tsv", "name.basics.tsv.gz")
+
+
+# ModelIds fields that name a network (the others, e.g. lora_weight_name, qualify one).
+NETWORK_ROLES = ("schnell", "dev", "lpips", "deepface", "inception", "clip_iqa", "lora")
+
+
+def standin_specs(models: Mapping[str, object], roles: Sequence[str] = NETWORK_ROLES) -> list[str]:
+    """``role (spec)`` for each network among ``roles`` whose spec is a random stand-in
+    (``smoke`` or ``random``). Takes the raw ``models`` mapping so that `facerefine review`
+    can decide without validating params; ``weights.standin_networks`` is the stages' entry."""
+    unknown = set(roles) - set(NETWORK_ROLES)
+    if unknown:
+        raise ValueError(f"unknown network roles {sorted(unknown)} (known: {', '.join(NETWORK_ROLES)})")
+    return [f"{role} ({models.get(role)})" for role in NETWORK_ROLES
+            if role in roles and models.get(role) in (SMOKE, RANDOM)]
 
 
 class ParamsError(ValueError):
@@ -313,6 +329,7 @@ class Params(_Strict):
 
     @property
     def is_smoke(self) -> bool:
+        """The profile's *name* is smoke. Banners do not use this: weights.standin_networks."""
         return self.profile == SMOKE
 
 

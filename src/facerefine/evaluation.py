@@ -114,8 +114,13 @@ def _cell(value, digits: int = 3) -> str:
 PAPER_FID_SCALE_NOTE = (
     "The paper's FID values (0.32–0.75) are not on the scale of the standard Inception FID that "
     "torch-fidelity computes here (FID between distinct image sets is typically in the units to "
-    "hundreds); the paper does not say how its values were normalised, so compare signs and orderings "
-    "(e.g. of FID_diff), not magnitudes.")
+    "hundreds); the paper does not say how its values were computed or scaled, so compare signs and "
+    "orderings (e.g. of FID_diff), not magnitudes.")
+# Which of the paper's rows sits beside which of ours is our reading, so the report says so.
+PAPER_ROW_NOTE = (
+    "The paper's rows \"Ours (pairwise)\" and \"Ours (non-pairwise)\" are shown beside our U-Net and "
+    "ESA-CycleGAN rows (our reading: its best non-pairwise model is ESA-CycleGAN); it has no plain "
+    "CycleGAN row.")
 
 
 def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
@@ -128,7 +133,7 @@ def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: 
         lines += [standin_banner(standins), ""]
     low = any(r["low_confidence"] for r in rows.values())
     lines += ["FID_diff = FID_schnell − FID_dev: positive means the set is closer to dev than to schnell.", "",
-              f"Paper column: {PAPER_FID_SCALE_NOTE}", "",
+              f"Paper column: {PAPER_FID_SCALE_NOTE} {PAPER_ROW_NOTE}", "",
               "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA | paper's Table 4 (its FID scale): FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
               "|---|---|---|---|---|---|"]
     dagger = " †" if low else ""

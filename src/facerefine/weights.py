@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from filelock import FileLock
 
-from facerefine.config import RANDOM, SMOKE, RandomDepth
+from facerefine.config import NETWORK_ROLES, RANDOM, SMOKE, RandomDepth, standin_specs
 
 if TYPE_CHECKING:  # heavy imports stay lazy: the prompts stage needs none of them
     from collections.abc import Sequence
@@ -679,8 +679,6 @@ def load_lora(pipe, spec: str, weight_name: str | None, depth: RandomDepth | Non
 
 # ==================================================================== Stand-in detection
 
-# ModelIds fields that name a network (the others, e.g. lora_weight_name, qualify one).
-NETWORK_ROLES = ("schnell", "dev", "lpips", "deepface", "inception", "clip_iqa", "lora")
 # The networks whose outputs reach each stage's report (its data's lineage and its own models).
 # Narrower than "all" so that, e.g., changing the LoRA does not rerun the diversity analysis.
 REPORT_NETWORKS: dict[str, tuple[str, ...]] = {
@@ -696,18 +694,13 @@ def standin_networks(params: "Params", roles: "Sequence[str]" = NETWORK_ROLES) -
     in the active profile, as ``role (spec)``. The one rule behind every stand-in banner: a
     non-empty list means the report these networks touch shows noise, whatever the profile is
     called. Stages pass ``REPORT_NETWORKS[stage]``."""
-    unknown = set(roles) - set(NETWORK_ROLES)
-    if unknown:
-        raise ValueError(f"standin_networks: unknown network roles {sorted(unknown)} (known: {NETWORK_ROLES})")
-    models = params.scale.models
-    return [f"{role} ({getattr(models, role)})" for role in NETWORK_ROLES
-            if role in roles and getattr(models, role) in (SMOKE, RANDOM)]
+    return standin_specs(params.scale.models.model_dump(), roles)
 
 
 def standin_banner(networks: "Sequence[str]") -> str:
     """The markdown banner of a report made with stand-in networks ('' when there are none)."""
     if not networks:
         return ""
-    return ("> **Stand-in networks:** " + ", ".join(networks) + " are randomly initialised, not the "
+    return ("> **Stand-in networks:** " + ", ".join(networks) + ": randomly initialised, not the "
             "published weights. These numbers only show that the pipeline runs end to end and mean "
             "nothing; `dvc exp run -S profile=paper` gives real ones.")
