@@ -7,7 +7,8 @@ from facerefine import report, weights
 from facerefine.config import parse_params
 from facerefine.train.selection import render_report
 
-CELL = {"variant": "esa", "lambda_cyc": 2.0, "lr": 1e-4, "best_loss_G": 0.7, "ssim_cycle": 0.95, "cell": "esa-l2-lr0.0001"}
+CELL = {"variant": "esa", "lambda_cyc": 2.0, "lr": 1e-4, "best_loss_G": 0.7, "ssim_cycle": 0.95,
+        "cell": "esa-l2-lr0.0001"}
 
 
 def params_with(profile: str, **models):

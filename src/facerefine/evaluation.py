@@ -134,7 +134,8 @@ def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: 
     low = any(r["low_confidence"] for r in rows.values())
     lines += ["FID_diff = FID_schnell − FID_dev: positive means the set is closer to dev than to schnell.", "",
               f"Paper column: {PAPER_FID_SCALE_NOTE} {PAPER_ROW_NOTE}", "",
-              "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA | paper's Table 4 (its FID scale): FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
+              "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA "
+              "| paper's Table 4 (its FID scale): FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
               "|---|---|---|---|---|---|"]
     dagger = " †" if low else ""
     for name, r in rows.items():

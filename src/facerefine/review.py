@@ -222,8 +222,10 @@ def workspace_uses_standins(root: Path) -> bool:
     """Whether the active profile's raw ``models`` name any stand-in network (config.standin_specs,
     the rule every report's banner follows), whatever the profile is called."""
     data = _workspace_params(root)
-    profile = (data.get("profiles") or {}).get(data.get("profile")) if isinstance(data.get("profiles"), dict) else None
+    profiles = data.get("profiles")
+    profile = profiles.get(data.get("profile")) if isinstance(profiles, dict) else None
     models = profile.get("models") if isinstance(profile, dict) else None
+    # params too broken to name the models: fall back to the profile's name
     return bool(standin_specs(models)) if isinstance(models, dict) else data.get("profile") == "smoke"
 
 

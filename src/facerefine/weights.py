@@ -689,7 +689,7 @@ REPORT_NETWORKS: dict[str, tuple[str, ...]] = {
 }
 
 
-def standin_networks(params: "Params", roles: "Sequence[str]" = NETWORK_ROLES) -> list[str]:
+def standin_networks(params: Params, roles: Sequence[str] = NETWORK_ROLES) -> list[str]:
     """The networks among ``roles`` that are random stand-ins (``smoke`` or ``random`` specs)
     in the active profile, as ``role (spec)``. The one rule behind every stand-in banner: a
     non-empty list means the report these networks touch shows noise, whatever the profile is
@@ -697,7 +697,7 @@ def standin_networks(params: "Params", roles: "Sequence[str]" = NETWORK_ROLES) -
     return standin_specs(params.scale.models.model_dump(), roles)
 
 
-def standin_banner(networks: "Sequence[str]") -> str:
+def standin_banner(networks: Sequence[str]) -> str:
     """The markdown banner of a report made with stand-in networks ('' when there are none)."""
     if not networks:
         return ""
