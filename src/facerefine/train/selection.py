@@ -58,7 +58,8 @@ class GridConfig:
         esa = {"trunk": ", one ESA module per generator", "blocks": ", an ESA module in every residual block"}
         name = TITLES.get(variant, variant).split(": ")[-1]
         placement = esa.get(self.esa_placement, "") if variant == "esa" else ""
-        return (f"{name}{placement}; trained on {self.objective}; profile `{self.profile}`, {self.data_fraction:.3g} of the data "
+        return (f"{name}{placement}; trained on {self.objective}; profile `{self.profile}`, "
+                f"{self.data_fraction:.3g} of the data "
                 f"at {self.image_size}², {self.epochs} epochs")
 
 
