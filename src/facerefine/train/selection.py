@@ -50,7 +50,7 @@ class GridConfig:
     @property
     def objective(self) -> str:
         if self.lambda_identity == 0:
-            return "Eq. 3 (adversarial + λ_cyc·cycle)"
+            return "Eq. 3, no identity term"
         return f"Eq. 3 + CycleGAN identity term (λ_id = {self.lambda_identity:g} × λ_cyc)"
 
     def describe(self, variant: str) -> str:
