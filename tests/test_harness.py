@@ -16,6 +16,7 @@ from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from facerefine.heads import load_head
+from facerefine.stagekit import run_stage
 from facerefine.train.cycle import CycleConfig, train_cycle
 from facerefine.train.harness import (TrainingInterrupted, capture_rng, epoch_seed, resume_batches,
                                       restore_rng)
@@ -143,4 +144,9 @@ def test_sigint_mid_epoch_checkpoints_exits_and_resumes_to_the_same_weights(tmp_
 
 
 def test_an_interrupt_exits_the_stage_non_zero() -> None:
-    assert issubclass(TrainingInterrupted, KeyboardInterrupt)  # run_stage: exit status 130
+    def stage() -> None:
+        raise TrainingInterrupted("interrupted in epoch 2; checkpoint in runs/x/last")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(stage)
+    assert exit_info.value.code == 130
