@@ -5,8 +5,10 @@ import yaml
 
 from facerefine import report, weights
 from facerefine.config import parse_params
-from facerefine.train.selection import render_report
+from facerefine.train.selection import GridConfig, render_report
 
+SWEEP = GridConfig(profile="paper", image_size=256, data_fraction=0.02, epochs=20, lambda_identity=0.0,
+                   esa_placement="trunk", data_models="black-forest-labs/FLUX.1-schnell")
 CELL = {"variant": "esa", "lambda_cyc": 2.0, "lr": 1e-4, "best_loss_G": 0.7, "ssim_cycle": 0.95,
         "cell": "esa-l2-lr0.0001"}
 
@@ -31,7 +33,7 @@ def test_a_renamed_profile_with_standins_gets_the_banner_everywhere(tmp_path):
     page = report.render(tmp_path, profile="my_smoke", standins=weights.standin_networks(params), prompts_metrics=None)
     assert banner in page
     cycle = render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9,
-                          weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"]))
+                          weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"]), SWEEP)
     assert "> **Stand-in networks:** schnell (smoke), dev (smoke)" in cycle
 
 
@@ -39,7 +41,7 @@ def test_real_networks_get_no_banner_and_one_random_network_does(tmp_path):
     paper = params_with("paper")
     assert weights.standin_networks(paper) == [] and weights.standin_banner([]) == ""
     assert "Stand-in" not in report.render(tmp_path, profile="paper", standins=[], prompts_metrics=None)
-    assert "Stand-in" not in render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9, [])
+    assert "Stand-in" not in render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9, [], SWEEP)
     mixed = params_with("paper", dev="random")
     assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]
     assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["diversity"]) == []  # dev does not reach it

@@ -265,7 +265,7 @@ class CycleGrid(_Strict):
 
 class CycleParams(_Strict):
     grid: CycleGrid
-    lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc, as in CycleGAN
+    lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc as in CycleGAN; 0 = the paper's Eq. 3
     pool_size: NonNegInt
     beta1: Annotated[float, Field(ge=0, lt=1)]
     esa_placement: Literal["blocks", "trunk"]
