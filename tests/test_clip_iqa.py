@@ -90,7 +90,7 @@ def test_pixels_match_clips_own_image_processor(clip224):
 def test_uint8_and_unit_float_inputs_give_one_scaling(clip224):
     model, processor = clip224
     image = smooth_image(2, 224)
-    as_uint8 = torch.from_numpy(np.asarray(image)).permute(2, 0, 1)
+    as_uint8 = torch.from_numpy(np.array(image)).permute(2, 0, 1)
     scores = [clip_iqa_scores([x], model, processor)[0] for x in (image, as_uint8, as_uint8.float() / 255)]
     assert scores[0] == pytest.approx(scores[1], abs=1e-6) and scores[0] == pytest.approx(scores[2], abs=1e-5)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):  # 0..255 floats are refused, not rescaled twice
