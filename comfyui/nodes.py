@@ -30,7 +30,7 @@ class FaceRefineLoadHead:
             return (load_onnx(head),)
         import torch
 
-        from facerefine.heads import load_head
+        from facerefine.api import load_head
 
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"

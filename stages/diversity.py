@@ -14,7 +14,7 @@ from facerefine.analysis.diversity import analyse_set
 from facerefine.analysis.embeddings import found_mask
 from facerefine.analysis.report import mlflow_metrics, render
 from facerefine.analysis.tsne import clamp_perplexity, plot_tsne, tsne_2d
-from facerefine.config import SMOKE, load_params, loggable
+from facerefine.config import load_params, loggable
 from facerefine.io import write_json, write_parquet, write_text
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
@@ -31,7 +31,7 @@ FIGURE = paths.REPORTS / "diversity_tsne.png"
 def main() -> None:
     params = load_params()
     spec = params.scale.models.deepface
-    smoke = params.is_smoke or spec == SMOKE
+    standins = weights.standin_networks(params, weights.REPORT_NETWORKS["diversity"])
     # Fails before any work if the detector would need weights the spec cannot provide.
     detector = weights.deepface_detector(spec, params.scale.face_detector)
     with stage_run("diversity", params=loggable(params), profile=params.profile) as run:
@@ -52,8 +52,8 @@ def main() -> None:
             log.warning("%s", perplexity.note)
         points = None if perplexity.used is None else tsne_2d(embeddings[mask], perplexity.used, params.seed)
         title = "t-SNE of ArcFace face embeddings (paper Fig. 3)"
-        if smoke:
-            title += "\nsmoke profile: random stand-in weights, the map means nothing"
+        if standins:
+            title += "\nrandom stand-in networks: the map means nothing"
         plot_tsne(points, groups[mask], FIGURE, title=title, note=perplexity.note)
 
         write_parquet(TABLE, pd.concat([s.table() for s in sets.values()], ignore_index=True))
@@ -61,7 +61,7 @@ def main() -> None:
                    "tsne": {"points": int(mask.sum()), "perplexity_requested": perplexity.requested,
                             "perplexity": perplexity.used, "note": perplexity.note}}
         write_json(METRICS, metrics)
-        write_text(REPORT, render(summary, profile=params.profile, smoke=smoke, deepface_spec=spec,
+        write_text(REPORT, render(summary, profile=params.profile, standins=standins, deepface_spec=spec,
                                   detector=detector, perplexity=perplexity,
                                   figure=FIGURE.relative_to(REPORT.parent).as_posix()))
         run.log_metrics({**mlflow_metrics(summary), "tsne.points": int(mask.sum()),

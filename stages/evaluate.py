@@ -1,12 +1,13 @@
 """Stage `evaluate`: Table 4 on the test split, plus KID, identity and sample grids (paper §5.4)."""
 
 import logging
+from pathlib import Path
 
 import pandas as pd
 
 from facerefine import paths, weights
 from facerefine.analysis.embeddings import arcface_embeddings
-from facerefine.config import load_params, loggable
+from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
 from facerefine.data.datasets import read_images
 from facerefine.distributed import topology
@@ -15,7 +16,7 @@ from facerefine.generation.flux import SchnellTextToImage
 from facerefine.heads import load_head
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
-from facerefine.metrics.clip_iqa import clip_iqa_scores
+from facerefine.metrics.clip_iqa import clip_iqa_scores, prompt_pairs
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
@@ -24,12 +25,51 @@ log = logging.getLogger("evaluate")
 HEAD_ROWS = ("unet", "cyclegan", "esa")
 
 
+def lora_weight_key(params: Params) -> str:
+    return f"profiles.{params.profile}.models.lora_weight_name"
+
+
+def load_lora(pipe, params: Params) -> str:
+    """The realism LoRA into ``pipe``, the file named by the params (never a guess)."""
+    models = params.scale.models
+    return weights.load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
+                             key=lora_weight_key(params))
+
+
+def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
+    """The heads of ``evaluate.heads``, in Table 4 order; a missing one is an error (its row
+    and summary entries would silently be empty otherwise). ``heads_dir``: models/heads."""
+    heads_dir = paths.HEADS if heads_dir is None else heads_dir
+    chosen = [name for name in HEAD_ROWS if name in params.evaluate.heads]
+    missing = [name for name in chosen if not (heads_dir / name).is_dir()]
+    if missing:
+        raise FileNotFoundError(
+            f"evaluate: no head {', '.join(repr(m) for m in missing)} in {heads_dir}/ (run `dvc repro` for "
+            "train_unet / select_cyclegan first, or leave it out of evaluate.heads)")
+    return chosen
+
+
+def standins(params: Params) -> list[str]:
+    """Stand-in networks behind Table 4 (any of them puts the banner on the report)."""
+    return weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
+
+
+def preflight(params: Params) -> list[str]:
+    """Everything that can fail on params or files, checked before any image is generated:
+    the LoRA file, the heads, the CLIP-IQA prompts. Returns the heads to evaluate."""
+    models = params.scale.models
+    weights.lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
+                             key=lora_weight_key(params))
+    prompt_pairs(params.evaluate.clip_iqa_prompts)
+    return selected_heads(params)
+
+
 def lora_images(params, rows: list[dict], device) -> list:
     """schnell with the realism LoRA, same prompts and seeds as the schnell test images."""
     scale = params.scale
     pipe = weights.load_flux_for(scale, "schnell", dtype="float32" if device.type == "cpu" else scale.dtype,
                                  device=device)
-    pipe.load_lora_weights(weights.lora_location(scale.models.lora, scale.random_depth))
+    load_lora(pipe, params)
     generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
     images = []
     for start in range(0, len(rows), scale.batch_size):
@@ -39,6 +79,7 @@ def lora_images(params, rows: list[dict], device) -> list:
 
 def main() -> None:
     params = load_params()
+    head_names = preflight(params)
     cfg, scale = params.evaluate, params.scale
     device = topology().device
     manifest = pd.read_parquet(paths.DEV / shards.MANIFEST)
@@ -51,12 +92,9 @@ def main() -> None:
     sets = [EvalSet("schnell", schnell), EvalSet("dev", dev),
             EvalSet("lora", lora_images(params, test.to_dict("records"), device))]
     heads = {}
-    for name in HEAD_ROWS:
-        if (paths.HEADS / name).is_dir():
-            heads[name] = load_head(name, device)
-            sets.append(EvalSet(name, apply_head(heads[name].model, schnell, cfg.batch_size, device)))
-        else:
-            log.warning("no head '%s' in %s: its row is skipped", name, paths.HEADS)
+    for name in head_names:
+        heads[name] = load_head(name, device)
+        sets.append(EvalSet(name, apply_head(heads[name].model, schnell, cfg.batch_size, device)))
 
     extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
     clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
@@ -69,11 +107,15 @@ def main() -> None:
         kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed)
 
     with stage_run("evaluate", params=loggable(params), profile=params.profile) as run:
-        notes = [f"Test split: {len(ids)} subjects. CLIP-IQA via torchmetrics with CLIP `{scale.models.clip_iqa}` "
-                 f"and prompts {cfg.clip_iqa_prompts}. Identity: ArcFace (DeepFace, detector "
-                 f"`{scale.face_detector}`) cosine to the schnell input and to the dev twin."]
+        notes = [f"Test split: {len(ids)} subjects. CLIP-IQA with CLIP `{scale.models.clip_iqa}` and "
+                 f"torchmetrics' prompts {cfg.clip_iqa_prompts} and temperature (computed in "
+                 "`metrics/clip_iqa.py`). LoRA Realism: "
+                 f"`{scale.models.lora}`, file `{scale.models.lora_weight_name or 'its only .safetensors'}`. "
+                 f"Identity: ArcFace (DeepFace, detector `{scale.face_detector}`) cosine to the schnell input "
+                 "and to the dev twin."]
         write_json(paths.METRICS / "quality.json", rows)
-        write_text(paths.REPORTS / "quality.md", render_table(rows, smoke=params.is_smoke, notes=notes))
+        write_text(paths.REPORTS / "quality.md",
+                   render_table(rows, standins=standins(params), notes=notes))
         k = min(cfg.grid_subjects, len(ids))
         order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if any(x.name == s for x in sets)]
         by_name = {s.name: s.images for s in sets}

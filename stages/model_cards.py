@@ -10,9 +10,9 @@ the head when it describes the same weights (sha256).
 import json
 
 from facerefine import paths
-from facerefine.card import write_published_cards
+from facerefine import weights
+from facerefine.card import CARDS_DIR, write_published_cards
 from facerefine.config import load_params
-from facerefine.hub import CARDS_DIR
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 
@@ -24,7 +24,9 @@ def _read(path):
 def main() -> None:
     params = load_params()
     with stage_run("model_cards", profile=params.profile) as run:
+        # the card carries metrics, which every network feeds: the banner counts them all
         written = write_published_cards(paths.HEADS, CARDS_DIR, profile=params.profile,
+                                        standins=weights.standin_networks(params),
                                         quality=_read(paths.METRICS / "quality.json"),
                                         latency=_read(paths.METRICS / "latency.json"),
                                         samples=paths.REPORTS / "quality_samples.png")

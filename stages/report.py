@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from facerefine import paths
+from facerefine import paths, weights
 from facerefine.config import load_params
 from facerefine.io import write_text
 from facerefine.report import load_json, render
@@ -25,7 +25,8 @@ def main() -> None:
     params = load_params()
     with stage_run("report", profile=params.profile) as run:
         unet_curves()
-        text = render(profile=params.profile, smoke=params.is_smoke,
+        standins = weights.standin_networks(params, weights.REPORT_NETWORKS["report"])
+        text = render(profile=params.profile, standins=standins,
                       prompts_metrics=load_json(paths.METRICS / "prompts.json"))
         write_text(paths.REPORTS / "README.md", text)
         run.log_artifact(paths.REPORTS / "README.md")

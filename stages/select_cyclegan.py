@@ -6,7 +6,7 @@ import shutil
 
 import pandas as pd
 
-from facerefine import paths
+from facerefine import paths, weights
 from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
 from facerefine.heads import load_head, save_head
@@ -15,7 +15,7 @@ from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import line_plot
 from facerefine.train.cells import grid_cells
-from facerefine.train.selection import failed, pick_best, render_report
+from facerefine.train.selection import GridConfig, failed, pick_best, render_report
 
 log = logging.getLogger("select_cyclegan")
 METRICS_DIR = paths.METRICS / "cyclegan"
@@ -37,9 +37,17 @@ def plot_curves(names: list[str], path) -> None:
     series = {}
     for name in names:
         history = pd.read_csv(REPORT_DIR / name / "history.csv")
-        series[name] = (history["epoch"].tolist(), history["loss_G"].tolist())
-    line_plot(series, path, xlabel="epoch", ylabel="generator loss L",
+        series[name] = (history["epoch"].tolist(), history["loss_G_eq3"].tolist())
+    line_plot(series, path, xlabel="epoch", ylabel="CycleGAN loss L (Eq. 3)",
               title="CycleGAN grid: generator loss per epoch")
+
+
+def grid_config(params) -> GridConfig:
+    """The configuration the grid ran under, from the same params the cells' stages read."""
+    scale = params.scale.cyclegan
+    return GridConfig(profile=params.profile, image_size=scale.image_size, data_fraction=scale.data_fraction,
+                      epochs=scale.epochs + scale.epochs_decay, lambda_identity=params.cyclegan.lambda_identity,
+                      esa_placement=params.cyclegan.esa_placement, data_models=params.scale.models.schnell)
 
 
 def main() -> None:
@@ -61,8 +69,10 @@ def main() -> None:
             head = load_head(paths.CYCLEGAN_RUNS / cell["cell"])
             save_head(paths.HEADS / variant, head.model, name=variant,
                       training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
-            write_model_card(paths.HEADS / variant, profile=params.profile)  # after save_head (it replaces the folder)
-        write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, params.is_smoke))
+            write_model_card(paths.HEADS / variant, params)  # after save_head (it replaces the folder)
+        standins = weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"])
+        write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, standins,
+                                                                     grid_config(params)))
         plot_curves(names, REPORT_DIR / "curves.png")
         summary = {
             "cells": len(results),

@@ -5,7 +5,6 @@ dvc.yaml runs one instance per grid cell (a DVC matrix). Multi-GPU / multi-node:
 """
 
 import argparse
-import json
 
 import pandas as pd
 import torch
@@ -15,14 +14,15 @@ from facerefine import paths
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
 from facerefine.data.datasets import ImageShardDataset, data_fingerprint, select_ids
-from facerefine.heads import save_head
+from facerefine.heads import load_head, save_head
 from facerefine.io import write_json
-from facerefine.models.cyclegan import ResnetGenerator, count_parameters
+from facerefine.models.cyclegan import count_parameters
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.train.cells import Cell
-from facerefine.train.checkpoint import load_modules, run_directory
-from facerefine.train.cycle import CycleConfig, train_cycle
+from facerefine.train.checkpoint import run_directory
+from facerefine.train.cycle import INVERSE, CycleConfig, train_cycle
+from facerefine.train.harness import BEST
 from facerefine.train.reporting import sample_grid, write_history
 
 
@@ -33,12 +33,6 @@ def parse_cell() -> Cell:
     parser.add_argument("--lr", type=float, required=True)
     args = parser.parse_args()
     return Cell(args.variant, args.lambda_cyc, args.lr)
-
-
-def load_generator(directory) -> ResnetGenerator:
-    g = ResnetGenerator.from_config(json.loads((directory / "generator.json").read_text(encoding="utf-8")))
-    load_modules(directory, {"G_AB": g})
-    return g.eval()
 
 
 def main() -> None:
@@ -74,7 +68,7 @@ def main() -> None:
         run.log_params({"cell.lambda_cyc": cell.lambda_cyc, "cell.lr": cell.lr})
         result = train_cycle(cfg, loader_a, loader_b, run_dir, val_a=val_loader,
                              on_epoch_end=lambda rec: run.log_metrics(rec, step=int(rec["epoch"])))
-        g_ab = load_generator(run_dir / "best")
+        g_ab = load_head(run_dir / BEST).model
         best = result.history[result.best_epoch - 1]
         save_head(out_dir, g_ab, name=cell.variant,
                   training={**cfg.to_dict(), "image_size": scale.image_size, "batch_size": scale.batch_size,
@@ -82,6 +76,7 @@ def main() -> None:
                   data={"fingerprint": data_id, "train_images": len(train_ids), "val_images": len(val_ids)})
         metrics = {
             "cell": cell.name, "variant": cell.variant, "lambda_cyc": cell.lambda_cyc, "lr": cell.lr,
+            # best_loss_G: the paper's L, Eq. 3 (adversarial + λ_cyc·cycle), whatever lambda_identity trained
             "best_loss_G": result.best_loss_G, "best_epoch": result.best_epoch,
             "ssim_cycle": best.get("ssim_cycle"), "epochs": result.epochs_completed,
             "parameters_G": count_parameters(g_ab),
@@ -92,11 +87,11 @@ def main() -> None:
         a = torch.stack([val_a[i] for i in range(n)])
         with torch.inference_mode():
             fake_b = g_ab(a)
-            g_ba = ResnetGenerator.from_config(g_ab.config())
-            load_modules(run_dir / "best", {"G_BA": g_ba})
-            rec = g_ba.eval()(fake_b)
+            rec = load_head(run_dir / (BEST + INVERSE)).model(fake_b)
         sample_grid(report_dir / "samples.png", {"A (schnell)": a, "G(A)": fake_b, "F(G(A))": rec})
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
+        # Wall-clock durations go to MLflow (per epoch, via on_epoch_end) and the log, never to
+        # the versioned history.csv.
         run.log_artifact(report_dir / "samples.png")
 
 

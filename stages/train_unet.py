@@ -60,7 +60,7 @@ def main() -> None:
         head = load_head(result.best_dir)
         save_head(paths.UNET_HEAD, head.model, name="unet", training=training,
                   data={"fingerprint": data_id, "train_pairs": len(train_ids), "val_pairs": len(val_ids)})
-        write_model_card(paths.UNET_HEAD, profile=params.profile)  # after save_head (it replaces the folder)
+        write_model_card(paths.UNET_HEAD, params)  # after save_head (it replaces the folder)
         write_history(REPORT / "history.csv", result.history)
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         metrics = {

@@ -5,7 +5,9 @@ with a fixed colour cast (+0.4 red, -0.4 blue). Nothing pairs them, so G must
 find the cast from the discriminator alone while cycle consistency keeps the
 content. After 48 steps (4 epochs x 12 batches of 4, 64x64, ngf 8, 2 blocks):
   - the held-out full-cycle L1 |F(G(a)) - a| drops to <= 0.7 of the untrained
-    nets' value (observed 0.41-0.56 over trainer seeds 0-3, both variants),
+    nets' value (observed 0.41-0.56 over trainer seeds 0-3, both variants, with
+    λ_id 0.5 and ESA in every block; 0.57-0.61 at seed 0 with today's defaults,
+    λ_id 0 (Eq. 3) and one ESA per generator),
     and the training cycle loss and held-out cycle SSIM improve too;
   - G(A)'s mean colour moves toward B's: its distance to B's mean colour is
     <= 0.5 of the identity baseline |mean(A) - mean(B)| (observed 0.01-0.36).
@@ -19,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from facerefine.heads import load_head
 from facerefine.train.cycle import CycleConfig, train_cycle
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -71,7 +74,6 @@ def test_cycle_trainer_learns_colour_cast(variant: str, tmp_path) -> None:
     assert baseline > 0.5  # the cast is there to learn
     assert after <= 0.5 * baseline, f"G(A) colour distance to B {after:.3f} vs identity {baseline:.3f}"
 
-    # The best epoch's generator was exported with its config.
-    assert (tmp_path / "best" / "G_AB.safetensors").is_file()
-    assert (tmp_path / "best" / "generator.json").is_file()
-    assert result.best_loss_G == min(r["loss_G"] for r in history)
+    # The best epoch's generator was exported as a loadable head.
+    assert load_head(tmp_path / "best").config["training"]["record"]["epoch"] == result.best_epoch
+    assert result.best_loss_G == min(r["loss_G_eq3"] for r in history)

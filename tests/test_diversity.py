@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facerefine.analysis import attributes as A
-from facerefine.analysis.report import PAPER_TABLE1, SMOKE_BANNER, mlflow_metrics, paper_fractions, render
+from facerefine.analysis.report import PAPER_TABLE1, mlflow_metrics, paper_fractions, render
 from facerefine.analysis.tsne import MIN_POINTS, clamp_perplexity, plot_tsne, tsne_2d
 
 
@@ -130,9 +130,9 @@ def summary():
 
 
 def test_report_has_table1_layout_paper_rows_and_smoke_banner():
-    md = render(summary(), profile="smoke", smoke=True, deepface_spec="smoke", detector="skip",
+    md = render(summary(), profile="smoke", standins=["deepface (smoke)"], deepface_spec="smoke", detector="skip",
                 perplexity=clamp_perplexity(30, 2), figure="diversity_tsne.png")
-    assert SMOKE_BANNER in md
+    assert "> **Stand-in networks:** deepface (smoke)" in md
     assert "| Prompt | Perceived Gender M : F | P. Age 18-30 : 31-50 : 50+ | P. Dominant Ethnicity " \
            "Asian : Black : Indian : Latino : Middle Eastern : White |" in md
     assert "| Baseline | 0.50 : 0.50 | 0.50 : 0.50 : 0.00 | 0.00 : 0.50 : 0.00 : 0.00 : 0.00 : 0.50 |" in md
@@ -141,9 +141,10 @@ def test_report_has_table1_layout_paper_rows_and_smoke_banner():
     assert "| Enhanced (paper) | 0.60 : 0.40 | 0.40 : 0.58 : 0.02 | 0.10 : 0.05 : 0.04 : 0.08 : 0.02 : 0.7 |" in md
     assert "t-SNE skipped" in md and "diversity_tsne.png" not in md
     assert not re.search(r"\bNone\b|\{|\}|\bnan\b", md)  # no placeholders or unformatted values
-    paper = render(summary(), profile="paper", smoke=False, deepface_spec="pretrained", detector="retinaface",
+    assert "| Baseline (computed by us from the paper's Table 1) |" in md  # a derived row says so
+    paper = render(summary(), profile="paper", standins=[], deepface_spec="pretrained", detector="retinaface",
                    perplexity=clamp_perplexity(30, 96), figure="diversity_tsne.png")
-    assert SMOKE_BANNER not in paper and "![t-SNE" in paper
+    assert "Stand-in networks" not in paper and "![t-SNE" in paper
 
 
 def test_paper_rows_parse_into_the_papers_columns():

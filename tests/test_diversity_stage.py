@@ -12,7 +12,7 @@ import pytest
 
 from facerefine.analysis.attributes import from_deepface
 from facerefine.analysis.diversity import COLUMNS, SetAnalysis
-from facerefine.analysis.report import SMOKE_BANNER
+from facerefine.io import write_parquet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +64,8 @@ def test_stage_writes_table1_metrics_report_figure_and_table(project, monkeypatc
                                "note": metrics["tsne"]["note"]} and "clamped" in metrics["tsne"]["note"]
 
     report = (project / "reports/diversity.md").read_text()
-    assert SMOKE_BANNER in report and "| Enriched |" in report and "(diversity_tsne.png)" in report
+    assert "> **Stand-in networks:** schnell (smoke), deepface (smoke)" in report
+    assert "| Enriched |" in report and "(diversity_tsne.png)" in report
     assert (project / "reports/diversity_tsne.png").read_bytes()[:4] == b"\x89PNG"
 
     table = pd.read_parquet(project / "data/diversity/attributes.parquet")
@@ -83,3 +84,38 @@ def test_stage_with_no_face_anywhere_still_reports(project, monkeypatch):
     report = (project / "reports/diversity.md").read_text()
     assert "n/a (no face)" in report and "t-SNE skipped" in report
     assert (project / "reports/diversity_tsne.png").stat().st_size > 0  # DVC still gets its output
+
+
+def test_attributes_table_is_byte_identical_when_written_twice(project, monkeypatch):
+    """data/diversity is a versioned DVC out: the same analysis must give the same bytes."""
+    stage = load_stage()
+    monkeypatch.setattr(stage, "analyse_set", fake_analyse(no_face_every=4))
+    table = project / "data/diversity/attributes.parquet"
+    stage.main()
+    first = table.read_bytes()
+    table.unlink()
+    stage.main()
+    assert table.read_bytes() == first
+
+
+def deepface_like(p_man: float, p_white: float) -> dict:
+    race = {"asian": 0.164553, "indian": 0.167473, "black": 0.166667, "latino hispanic": 0.167406,
+            "middle eastern": 0.168351 - (p_white - 0.16555), "white": p_white}
+    return {"age": 49, "dominant_gender": "Man", "gender": {"Man": p_man, "Woman": 1 - p_man},
+            "dominant_race": "middle eastern", "race": race}
+
+
+def test_float_noise_of_the_models_does_not_reach_the_table_bytes(tmp_path):
+    """Another deepface/opencv/torch build or CPU moves DeepFace's outputs in their last bits
+    (~1e-7); the stored table must not follow them (DECIMALS). The values are the smoke run's."""
+    def table_bytes(noise: float, name: str) -> bytes:
+        face = from_deepface(deepface_like(0.500187 + noise, 0.16555 + noise))
+        analysis = SetAnalysis(name="enriched", keys=["en0000000", "en0000001"], faces=[face, None],
+                               confidences=[0.9731 + noise, None], embeddings=np.zeros((2, 512), np.float32))
+        write_parquet(tmp_path / name, analysis.table())
+        return (tmp_path / name).read_bytes()
+
+    assert table_bytes(0.0, "a.parquet") == table_bytes(1e-7, "b.parquet") == table_bytes(-1e-7, "c.parquet")
+    table = pd.read_parquet(tmp_path / "a.parquet")
+    assert table.loc[0, "p_male"] == 0.5 and table.loc[0, "p_white"] == 0.166 and table.loc[0, "face_confidence"] == 0.973
+    assert pd.isna(table.loc[1, "p_male"]) and pd.isna(table.loc[1, "age"])

@@ -92,8 +92,34 @@ def test_rows_have_every_metric_and_references_show_dashes():
 
 
 def test_report_lists_every_row_and_marks_low_confidence():
-    text = render_table(fake_rows(), smoke=True)
+    text = render_table(fake_rows(), standins=["schnell (smoke)"])
     for label in ("FLUX.1-schnell", "FLUX.1-dev", "ESA-CycleGAN (non-pairwise)"):
         assert label in text
-    assert "†" in text and "low confidence: 6 images" in text and "Smoke profile" in text
+    assert "†" in text and "low confidence: 6 images" in text and "Stand-in networks:** schnell (smoke)" in text
     assert "0.75 / 0.34 / 0.41 / 0.35" in text  # the paper's row alongside ours
+
+
+def test_table4_notes_the_fid_scale_and_has_no_banner_without_standins():
+    text = render_table(fake_rows())
+    assert "not on the scale of the standard Inception FID that torch-fidelity computes" in text
+    assert "Stand-in networks" not in text
+
+
+def test_standin_banner_comes_from_the_networks_not_the_profile_name():
+    import yaml
+
+    from facerefine.config import parse_params
+
+    raw = yaml.safe_load(open("params.yaml", encoding="utf-8"))
+    raw["profile"] = "paper"
+    raw["profiles"]["paper"]["models"]["clip_iqa"] = "random"  # one stand-in in a real profile
+    params = parse_params(raw)
+    found = weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
+    assert found == ["clip_iqa (random)"]
+    assert "clip_iqa (random)" in render_table(fake_rows(), standins=found).split("\n## ")[0]
+    # a network that does not reach a report leaves it alone
+    assert weights.standin_networks(params, weights.REPORT_NETWORKS["diversity"]) == []
+    raw["profiles"]["paper"]["models"]["clip_iqa"] = "pretrained"
+    assert weights.standin_networks(parse_params(raw)) == []
+    smoke = parse_params({**raw, "profile": "smoke"})
+    assert len(weights.standin_networks(smoke)) == len(weights.NETWORK_ROLES)

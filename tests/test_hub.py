@@ -14,13 +14,16 @@ import torch
 from PIL import Image
 
 from facerefine import hub
+from facerefine.config import load_params
 from facerefine.card import _num, card_info, card_weights_sha256, front_matter, weights_sha256, write_model_card
 from facerefine.enhance import Enhancer
-from facerefine.heads import Head, load_head, save_head
+from facerefine.api import Head, load_head
+from facerefine.heads import save_head
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
 REPO = Path(__file__).resolve().parents[1]
+SMOKE = ["schnell (smoke)", "dev (smoke)"]
 
 
 def tiny_heads(root: Path) -> dict[str, Path]:
@@ -41,7 +44,7 @@ def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
 
 def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path, one_thread):
     for name, path in tiny_heads(tmp_path / "heads").items():
-        write_model_card(path, profile="smoke")
+        write_model_card(path, profile="smoke", standins=SMOKE)
         head = Head.from_pretrained(path)
         copy = head.save_pretrained(tmp_path / "copy" / name)
         assert sorted(p.name for p in copy.iterdir()) == ["README.md", "config.json", "model.safetensors"]
@@ -59,7 +62,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path, one_thread
         text = (changed / "README.md").read_text()
         assert card_weights_sha256(text) == weights_sha256(changed / "model.safetensors")
         assert card_weights_sha256(text) != card_weights_sha256((path / "README.md").read_text())
-        assert card_info(text)["profile"] == "smoke"
+        assert card_info(text)["profile"] == "smoke" and card_info(text)["standins"] == SMOKE
 
 
 def test_from_pretrained_finds_a_name_in_models_heads(tmp_path, monkeypatch, one_thread):
@@ -108,7 +111,7 @@ def _headline_latency(heads):
 def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_thread):
     heads = tiny_heads(tmp_path / "models" / "heads")
     for path in heads.values():
-        write_model_card(path, profile="smoke")  # what the train stages do after save_head
+        write_model_card(path, load_params(REPO / "params.yaml"))  # what the train stages do after save_head
     (tmp_path / "metrics").mkdir()
     (tmp_path / "reports").mkdir()
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -143,7 +146,7 @@ def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_
         assert config["data"]["fingerprint"] in text
         assert f"{sum(p.numel() for p in load_head(heads[name]).model.parameters()):,}" in text
         assert "FLUX.1 [dev] Non-Commercial License" in text and "IMDb" in text and "commercial use" in text
-        assert "Not a usable model" in text and card_info(text)["profile"] == "smoke"
+        assert "Not a usable model" in text and "schnell (smoke)" in text and card_info(text)["profile"] == "smoke"
         # the published card is what push uploads, as long as it describes the same weights
         assert hub.card_for(heads[name], tmp_path / "models" / "cards") == card_dir / "README.md"
         staged = hub.assemble(heads[name], tmp_path / "staged" / name, cards_dir=tmp_path / "models" / "cards")
@@ -157,7 +160,7 @@ def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_
 
 def test_head_card_without_metrics_points_to_the_published_card(tmp_path, one_thread):
     path = tiny_heads(tmp_path)["unet"]
-    text = (write_model_card(path, profile="paper")).read_text()
+    text = (write_model_card(path, profile="paper", standins=[])).read_text()
     assert "model-index" not in front_matter(text)
     assert "models/cards/unet/README.md" in text and "Not a usable model" not in text
 
@@ -167,7 +170,7 @@ def test_head_card_without_metrics_points_to_the_published_card(tmp_path, one_th
 
 def test_push_uploads_the_assembled_head_and_never_prints_the_token(tmp_path, monkeypatch, capsys, one_thread):
     path = tiny_heads(tmp_path)["esa"]
-    write_model_card(path, profile="smoke")
+    write_model_card(path, profile="smoke", standins=SMOKE)
     secret = "hf_thisIsASecretToken123"
     monkeypatch.setenv("HF_TOKEN", secret)
     calls = []

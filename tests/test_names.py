@@ -71,6 +71,25 @@ def test_gzip_and_column_order(tmp_path):
     assert people[0].name == "Ann" and people[0].nconst == "nm1"
 
 
+@pytest.mark.parametrize("name", ["name.basics.tsv", "name.basics.tsv.gz"])
+def test_utf8_byte_order_mark_is_accepted(tmp_path, name):
+    """Spreadsheet tools save UTF-8 with a BOM; it must not become part of the first column name."""
+    path = write(tmp_path, row("nm1", "Zoë Actor"), name=name, header="\ufeff" + HEADER)
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf" or name.endswith(".gz")
+    people, stats = read_actors(path)
+    assert [(p.nconst, p.name) for p in people] == [("nm1", "Zoë Actor")] and stats.malformed_total == 0
+
+
+def test_undecodable_bytes_leave_the_row_to_be_judged_on_its_content(tmp_path):
+    path = tmp_path / "name.basics.tsv"
+    path.write_bytes(HEADER.encode() + row("nm1", "Ann").encode()
+                     + b"nm2\tBad\xff Byte\t1970\t\\N\tactor\ttt1\n"     # in the name: kept, replaced
+                     + b"nm\xfe3\tBad Id\t1970\t\\N\tactor\ttt1\n")       # in the id: a bad nconst
+    people, stats = read_actors(path)
+    assert [p.name for p in people] == ["Ann", "Bad\ufffd Byte"]
+    assert dict(stats.malformed) == {"bad_nconst": 1}
+
+
 def test_missing_columns_is_a_clear_error(tmp_path):
     path = write(tmp_path, "a\tb\n", header="id\tname\n")
     with pytest.raises(NamesFileError, match=r"missing column\(s\) nconst, primaryName, primaryProfession"):

@@ -14,7 +14,7 @@ from PIL import Image
 
 from facerefine.card import weights_sha256
 from facerefine.cli import main
-from facerefine.heads import load_head
+from facerefine.api import load_head
 from facerefine.onnx_backend import CHECK_SIZES, check_onnx, load_onnx
 
 from test_hub import random_image, tiny_heads

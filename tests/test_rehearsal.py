@@ -29,7 +29,10 @@ def test_rehearsal_profile_is_paper_sized_with_random_networks():
     assert scale.image_size == paper.image_size == 512
     assert (scale.unet.base_channels, scale.unet.depth) == (paper.unet.base_channels, paper.unet.depth)
     assert (scale.cyclegan.ngf, scale.cyclegan.n_blocks) == (paper.cyclegan.ngf, paper.cyclegan.n_blocks)
-    assert set(scale.models.model_dump().values()) == {"random"}
+    from facerefine.config import NETWORK_ROLES
+
+    assert {getattr(scale.models, role) for role in NETWORK_ROLES} == {"random"}
+    assert scale.models.lora_weight_name in weights.LORA_STANDIN_FILES  # one of the stand-in LoRA's two files
 
 
 def test_step_cap_applies_to_what_runs_not_to_the_science_knobs():

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_LAZY = {"load_head": "facerefine.heads", "Head": "facerefine.heads", "refine": "facerefine.api",
+_LAZY = {"load_head": "facerefine.api", "Head": "facerefine.api", "refine": "facerefine.api",
          "load_onnx": "facerefine.onnx_backend"}
 __all__ = sorted(_LAZY)
 

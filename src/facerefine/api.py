@@ -16,13 +16,52 @@ and ComfyUI give them); the result keeps the input's dtype, layout and (for tens
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
+from facerefine import heads
 from facerefine.enhance import Enhancer, to_uint8
+
+
+class Head(heads.Head):
+    """A head you can call: ``head(images)`` / ``head.refine(images, **options)``, plus
+    ``save_pretrained`` and ``push_to_hub``. ``Head.from_pretrained(folder | name | repo id)``."""
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write weights, config and a model card into ``directory``: the card that describes these
+        exact weights (the pipeline's published card, else the source folder's), else a fresh one."""
+        from facerefine.hub import write_card
+
+        out = heads.save_head(directory, self.model, name=self.name, training=self.config.get("training"),
+                              data=self.config.get("data"))
+        write_card(self.path, out)
+        return out
+
+    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
+        """Upload this head (see :func:`facerefine.hub.push`; the token comes from the environment)."""
+        from facerefine.hub import push
+
+        return push(self.path, repo_id, **kwargs)
+
+    def enhancer(self, **options: Any) -> Enhancer:
+        """An Enhancer for this head (``device``, ``dtype``, ``batch_size``, ``tile``, ``overlap``),
+        on the head's current device by default."""
+        return make_enhancer(self, **options)
+
+    def refine(self, images: Any, **options: Any) -> Any:
+        """See :func:`refine`; ``options`` go to the Enhancer."""
+        return refine(self, images, **options)
+
+    __call__ = refine
+
+
+def load_head(name_or_path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> Head:
+    """A callable :class:`Head` from a folder, a name in ``models/heads/`` or a Hub repo id."""
+    return Head.from_pretrained(name_or_path, device=device, **kwargs)
 
 
 def make_enhancer(head: Any, *, device: str | torch.device | None = None, dtype: str = "float32",

@@ -33,12 +33,14 @@ import yaml
 
 from facerefine.io import write_text
 
+CARDS_DIR = Path("models/cards")  # the model_cards stage's output: one folder per head
 BASE_MODEL = "black-forest-labs/FLUX.1-schnell"
 DEV_LICENSE = "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LICENSE.md"
 IMDB_TERMS = "https://developer.imdb.com/non-commercial-datasets/"
 PAPER = "https://arxiv.org/abs/2505.02255"
-STAND_IN_PROFILES = {"smoke": "tiny randomly initialised stand-ins of FLUX and every other network",
-                     "rehearsal": "full-size networks with random weights (a dress rehearsal)"}
+# The networks whose stand-ins make a head meaningless: it is trained on schnell and dev images.
+# The published card also carries metrics, which every network feeds (weights.NETWORK_ROLES).
+HEAD_NETWORKS = ("schnell", "dev")
 KIND_LABELS = {"resunet_cbam": "ResUNet-CBAM (pairwise, paper §4.1)",
                "resnet_generator": "CycleGAN ResNet generator (non-pairwise, paper §4.2)"}
 # Table 4 columns of metrics/quality.json, in the order the card shows them.
@@ -127,11 +129,13 @@ def _model_index(name: str, quality: Mapping[str, Any] | None, latency: Mapping[
         "metrics": metrics}]}]
 
 
-def render_card(head_dir: str | Path, *, profile: str | None = None, quality: Mapping[str, Any] | None = None,
-                latency: Mapping[str, Any] | None = None, samples: str | None = None) -> str:
-    """The model card of the head in ``head_dir``; ``quality``/``latency`` are its rows from
-    :func:`quality_row`/:func:`latency_row` (None: not measured yet); ``samples`` an image
-    path relative to the card."""
+def render_card(head_dir: str | Path, *, profile: str | None = None, standins: list[str] | None = None,
+                quality: Mapping[str, Any] | None = None, latency: Mapping[str, Any] | None = None,
+                samples: str | None = None) -> str:
+    """The model card of the head in ``head_dir``; ``standins``: the random stand-in networks
+    behind it (``weights.standin_networks``, the one banner rule; non-empty: a banner);
+    ``quality``/``latency`` are its rows from :func:`quality_row`/:func:`latency_row` (None: not
+    measured yet); ``samples`` an image path relative to the card."""
     from facerefine.heads import load_head
     from facerefine.models.cyclegan import count_parameters
 
@@ -154,14 +158,16 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, quality: Ma
     index = _model_index(name, quality, latency)
     if index:
         meta["model-index"] = index
-    info = {"head": name, "kind": kind, "profile": profile, "weights_sha256": sha}
+    standins = list(standins or [])
+    info = {"head": name, "kind": kind, "profile": profile, "standins": standins, "weights_sha256": sha}
 
     lines = ["---", yaml.safe_dump(meta, sort_keys=False, allow_unicode=True).rstrip(), "---", "",
              f"<!-- facerefine-card: {json.dumps(info, sort_keys=True)} -->", "",
              f"# facerefine head `{name}`: {variant} refinement for FLUX.1-schnell portraits", ""]
-    if profile in STAND_IN_PROFILES:
-        lines += [f"> **Not a usable model: made with the `{profile}` profile** ({STAND_IN_PROFILES[profile]}). "
-                  "It only shows that the pipeline runs end to end; its outputs and numbers mean nothing.", ""]
+    if standins:
+        lines += [f"> **Not a usable model: made with stand-in networks** ({', '.join(standins)}: randomly "
+                  f"initialised, not the published weights; profile `{profile}`). It only shows that the pipeline "
+                  "runs end to end; its outputs and numbers mean nothing.", ""]
     lines += [f"A fast image-to-image head that adds skin, hair and eye detail to portraits from "
               f"[FLUX.1-schnell](https://huggingface.co/{BASE_MODEL}), trained to bring them close to "
               f"FLUX.1-dev at a fraction of its cost ([paper]({PAPER})). It works on images from any "
@@ -244,15 +250,26 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, quality: Ma
     return "\n".join(lines)
 
 
-def write_model_card(head_dir: str | Path, *, profile: str | None = None) -> Path:
-    """The head card (no metrics yet), written into the head folder by the stage that wrote the head."""
+def standins_of(params: Any, roles: tuple[str, ...] = HEAD_NETWORKS) -> list[str]:
+    """The stand-in networks among ``roles`` in the active profile (the report banners' rule)."""
+    from facerefine import weights
+
+    return weights.standin_networks(params, roles)
+
+
+def write_model_card(head_dir: str | Path, params: Any = None, *, profile: str | None = None,
+                     standins: list[str] | None = None) -> Path:
+    """The head card (no metrics yet), written into the head folder by the stage that wrote the head:
+    ``write_model_card(head_dir, params)`` takes the profile and the stand-in banner from the params."""
+    if params is not None:
+        profile, standins = params.profile, standins_of(params)
     path = Path(head_dir) / "README.md"
-    write_text(path, render_card(head_dir, profile=profile))
+    write_text(path, render_card(head_dir, profile=profile, standins=standins))
     return path
 
 
 def write_published_cards(heads_dir: str | Path, cards_dir: str | Path, *, profile: str | None,
-                          quality: Mapping[str, Any] | None, latency: Mapping[str, Any] | None,
+                          standins: list[str] | None, quality: Mapping[str, Any] | None, latency: Mapping[str, Any] | None,
                           samples: str | Path | None = None) -> list[Path]:
     """``cards_dir/<name>/README.md`` (+ ``samples.png``) for every head in ``heads_dir``, with its
     Table 4 row and latency; folders of heads that no longer exist are removed."""
@@ -270,8 +287,9 @@ def write_published_cards(heads_dir: str | Path, cards_dir: str | Path, *, profi
         if samples is not None and Path(samples).is_file():
             sample_name = "samples.png"
             shutil.copyfile(samples, out / sample_name)
-        text = render_card(heads_dir / name, profile=profile, quality=quality_row(quality, name),
-                           latency=latency_row(latency, name), samples=sample_name)
+        text = render_card(heads_dir / name, profile=profile, standins=standins,
+                           quality=quality_row(quality, name), latency=latency_row(latency, name),
+                           samples=sample_name)
         write_text(out / "README.md", text)
         written.append(out / "README.md")
     return written

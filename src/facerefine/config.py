@@ -11,6 +11,7 @@ allowed range, e.g. ``dev.strength: must be in (0, 1] (got 1.5)``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,6 +26,21 @@ IMAGE_SIZE_MULTIPLE = 16
 
 NAMES_ROOT = Path("data/names")
 NAMES_FILES = ("name.basics.tsv", "name.basics.tsv.gz")
+
+
+# ModelIds fields that name a network (the others, e.g. lora_weight_name, qualify one).
+NETWORK_ROLES = ("schnell", "dev", "lpips", "deepface", "inception", "clip_iqa", "lora")
+
+
+def standin_specs(models: Mapping[str, object], roles: Sequence[str] = NETWORK_ROLES) -> list[str]:
+    """``role (spec)`` for each network among ``roles`` whose spec is a random stand-in
+    (``smoke`` or ``random``). Takes the raw ``models`` mapping so that `facerefine review`
+    can decide without validating params; ``weights.standin_networks`` is the stages' entry."""
+    unknown = set(roles) - set(NETWORK_ROLES)
+    if unknown:
+        raise ValueError(f"unknown network roles {sorted(unknown)} (known: {', '.join(NETWORK_ROLES)})")
+    return [f"{role} ({models.get(role)})" for role in NETWORK_ROLES
+            if role in roles and models.get(role) in (SMOKE, RANDOM)]
 
 
 class ParamsError(ValueError):
@@ -96,6 +112,9 @@ class ModelIds(_Strict):
     inception: str = Field(min_length=1)   # torch-fidelity's FID Inception
     clip_iqa: str = Field(min_length=1)    # CLIP for CLIP-IQA
     lora: str = Field(min_length=1)        # the realism-LoRA baseline of Table 4
+    # The .safetensors file of `lora` to load; null: `lora` must hold exactly one (README,
+    # "The LoRA baseline"). Checked before evaluate generates anything.
+    lora_weight_name: str | None = Field(default=None, min_length=1)
 
 
 class UnetScale(_Strict):
@@ -202,9 +221,19 @@ class DiversityParams(_Strict):
 class EvaluateParams(_Strict):
     kid_subset_size: PositiveInt       # clamped to the test-set size
     kid_subsets: PositiveInt
-    clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics prompt names or pairs
+    clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics' pair names (metrics/clip_iqa.PROMPT_PAIRS)
     batch_size: PositiveInt
     grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
+    # Heads evaluated (Table 4 rows); each must exist in models/heads/. Leave one out to
+    # evaluate without it.
+    heads: list[Literal["unet", "cyclegan", "esa"]] = ["unet", "cyclegan", "esa"]
+
+    @field_validator("heads")
+    @classmethod
+    def _no_repeats(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a head twice (got {v})")
+        return v
 
 
 class BenchShared(_Strict):
@@ -236,7 +265,7 @@ class CycleGrid(_Strict):
 
 class CycleParams(_Strict):
     grid: CycleGrid
-    lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc, as in CycleGAN
+    lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc as in CycleGAN; 0 = the paper's Eq. 3
     pool_size: NonNegInt
     beta1: Annotated[float, Field(ge=0, lt=1)]
     esa_placement: Literal["blocks", "trunk"]
@@ -300,6 +329,7 @@ class Params(_Strict):
 
     @property
     def is_smoke(self) -> bool:
+        """The profile's *name* is smoke. Banners do not use this: weights.standin_networks."""
         return self.profile == SMOKE
 
 

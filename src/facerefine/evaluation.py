@@ -110,15 +110,32 @@ def _cell(value, digits: int = 3) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def render_table(rows: dict[str, dict], *, smoke: bool, notes: Sequence[str] = ()) -> str:
-    """Table 4 in the paper's layout with the paper's values alongside, then the extra metrics."""
+# Why the paper's FIDs sit apart from ours: they are not on torch-fidelity's scale.
+PAPER_FID_SCALE_NOTE = (
+    "The paper's FID values (0.32–0.75) are not on the scale of the standard Inception FID that "
+    "torch-fidelity computes here (FID between distinct image sets is typically in the units to "
+    "hundreds); the paper does not say how its values were computed or scaled, so compare signs and "
+    "orderings (e.g. of FID_diff), not magnitudes.")
+# Which of the paper's rows sits beside which of ours is our reading, so the report says so.
+PAPER_ROW_NOTE = (
+    "The paper's rows \"Ours (pairwise)\" and \"Ours (non-pairwise)\" are shown beside our U-Net and "
+    "ESA-CycleGAN rows (our reading: its best non-pairwise model is ESA-CycleGAN); it has no plain "
+    "CycleGAN row.")
+
+
+def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """Table 4 in the paper's layout with the paper's values alongside, then the extra metrics.
+    ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.weights import standin_banner
+
     lines = ["# Quality evaluation (paper §5.4, Table 4)", ""]
-    if smoke:
-        lines += ["> **Smoke profile:** random stand-in networks on noise images. These numbers exercise the "
-                  "pipeline and mean nothing.", ""]
+    if standins:
+        lines += [standin_banner(standins), ""]
     low = any(r["low_confidence"] for r in rows.values())
     lines += ["FID_diff = FID_schnell − FID_dev: positive means the set is closer to dev than to schnell.", "",
-              "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA | paper FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
+              f"Paper column: {PAPER_FID_SCALE_NOTE} {PAPER_ROW_NOTE}", "",
+              "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA "
+              "| paper's Table 4 (its FID scale): FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
               "|---|---|---|---|---|---|"]
     dagger = " †" if low else ""
     for name, r in rows.items():

@@ -8,14 +8,17 @@ unpickles anything) and ``config.json``::
      "name": "esa", "training": {...}, "data": {...}, "format": 1}
 
 ``load_head`` (= ``Head.from_pretrained``) takes a directory, a bare name looked up
-in ``models/heads/``, or a Hugging Face Hub repo id (see :mod:`facerefine.hub`).
-A loaded head is callable on PIL images, numpy arrays and tensors (:mod:`facerefine.api`).
+in ``models/heads/``, or a Hugging Face Hub repo id (:func:`resolve_pretrained`).
+The user-facing head, callable on PIL images, numpy arrays and tensors and able to
+``save_pretrained``/``push_to_hub``, is :class:`facerefine.api.Head`
+(``from facerefine import load_head``); this module stays lean for the pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +33,49 @@ from facerefine.models.resunet_cbam import ResUNetCBAM
 from facerefine.train.checkpoint import unwrap
 
 HEADS_DIR = paths.HEADS
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+HUB_FILES = (WEIGHTS, CONFIG, "README.md")  # all that is downloaded from the Hub
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(@[\w./-]+)?$")
+
+
+def looks_like_repo_id(text: str) -> bool:
+    return bool(_REPO_ID.match(text)) and ".." not in text
+
+
+def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
+                       cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
+    """The local folder of a head: an existing folder, ``models/heads/<name>``, or a Hub snapshot."""
+    path = Path(name_or_path)
+    if path.is_dir():
+        return path
+    named = paths.HEADS / str(name_or_path)
+    if named.is_dir():
+        return named
+    text = str(name_or_path)
+    if not looks_like_repo_id(text):
+        known = sorted(p.name for p in paths.HEADS.iterdir() if p.is_dir()) if paths.HEADS.is_dir() else []
+        raise FileNotFoundError(f"no head at '{text}', no head of that name in {paths.HEADS}/ "
+                                f"(known: {', '.join(known) or 'none; run dvc repro first'}), "
+                                "and it is not a Hub repo id (owner/name)")
+    repo_id, _, at = text.partition("@")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    try:
+        folder = snapshot_download(repo_id, revision=revision or at or None, cache_dir=cache_dir,
+                                   local_files_only=local_files_only, allow_patterns=list(HUB_FILES))
+    except LocalEntryNotFoundError as err:
+        raise FileNotFoundError(f"head '{text}' is not in the Hub cache and the Hub cannot be reached "
+                                f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {err}") from None
+    except HfHubHTTPError as err:
+        raise FileNotFoundError(f"head '{text}' could not be fetched from the Hub: {err}") from None
+    folder = Path(folder)
+    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
+        raise FileNotFoundError(f"Hub repo '{repo_id}' has no {WEIGHTS} + {CONFIG}: not a facerefine head")
+    return folder
+
+
 FORMAT = 1
 KINDS: dict[str, type[torch.nn.Module]] = {"resunet_cbam": ResUNetCBAM, "resnet_generator": ResnetGenerator}
 
@@ -52,48 +98,17 @@ class Head:
     def min_size(self) -> int:
         return int(getattr(self.model, "min_size", self.size_multiple))
 
-    # -- Hub-style API (the layout is already the Hub's: model.safetensors + config.json + README.md)
+    # -- the Hub's layout already: model.safetensors + config.json (+ README.md, the model card)
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         revision: str | None = None, cache_dir: str | Path | None = None,
                         local_files_only: bool = False) -> Head:
-        """A folder, a name in ``models/heads/``, or a Hub repo id (``owner/name[@revision]``)."""
-        return load_head(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
+        """A folder, a name in ``models/heads/``, or a Hub repo id (``owner/name[@revision]``);
+        a subclass (``facerefine.api.Head``) gets an instance of itself."""
+        head = load_head(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
                          local_files_only=local_files_only)
-
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write weights, config and a model card into ``directory``: the card that describes these
-        exact weights (the pipeline's published card, else the source folder's), else a fresh one."""
-        from facerefine.hub import write_card
-
-        out = save_head(directory, self.model, name=self.name, training=self.config.get("training"),
-                        data=self.config.get("data"))
-        write_card(self.path, out)
-        return out
-
-    def push_to_hub(self, repo_id: str, **kwargs: Any) -> str:
-        """Upload this head's folder (see ``facerefine.hub.push``; token from the environment)."""
-        from facerefine.hub import push
-
-        return push(self.path, repo_id, **kwargs)
-
-    # -- inference (PIL / numpy / torch in, the same kind out; enhance's padding and tiling)
-
-    def enhancer(self, **options: Any):
-        """An :class:`~facerefine.enhance.Enhancer` for this head (``device``, ``dtype``, ``batch_size``,
-        ``tile``, ``overlap``), on the head's current device by default."""
-        from facerefine.api import make_enhancer
-
-        return make_enhancer(self, **options)
-
-    def refine(self, images: Any, **options: Any) -> Any:
-        """See :func:`facerefine.api.refine`; ``options`` go to :class:`~facerefine.enhance.Enhancer`."""
-        from facerefine.api import refine
-
-        return refine(self, images, **options)
-
-    __call__ = refine
+        return head if type(head) is cls else cls(head.model, head.config, head.path)
 
 
 def kind_of(model: torch.nn.Module) -> str:
@@ -138,8 +153,6 @@ def load_head(path_or_name: str | Path, device: str | torch.device = "cpu", *, r
               cache_dir: str | Path | None = None, local_files_only: bool = False) -> Head:
     """Rebuild a head from its directory, a name in models/heads/ or a Hub repo id; weights are
     loaded strictly (safetensors: nothing is unpickled), in eval mode."""
-    from facerefine.hub import resolve_pretrained
-
     path = resolve_pretrained(path_or_name, revision=revision, cache_dir=cache_dir,
                               local_files_only=local_files_only)
     try:

@@ -1,15 +1,7 @@
-"""Heads on the Hugging Face Hub: resolve a local folder, a name or a repo id; push one.
+"""Publishing heads on the Hugging Face Hub (loading one by repo id is ``heads.resolve_pretrained``).
 
 A head folder already follows the Hub's layout for small PyTorch models:
-``model.safetensors`` (weights only), ``config.json`` and a ``README.md``
-model card. ``from_pretrained`` accepts, in this order:
-
-1. a folder that exists;
-2. a name in ``models/heads/`` (``unet``, ``cyclegan``, ``esa``);
-3. a Hub repo id (``owner/name``, optionally ``owner/name@revision``), fetched with
-   ``huggingface_hub.snapshot_download`` into the Hub cache (so ``HF_HUB_OFFLINE=1``,
-   ``HF_HUB_CACHE``/``HF_HOME`` and ``hf auth login`` work as everywhere else). Only
-   :data:`HUB_FILES` are downloaded: a repo holding a pickle gets it ignored.
+``model.safetensors`` (weights only), ``config.json`` and a ``README.md`` model card.
 
 ``push`` uploads a folder assembled by :func:`assemble`: the head's weights and
 config, and the richest model card that describes exactly these weights (the
@@ -21,56 +13,16 @@ The token comes from the environment only (``HF_TOKEN``, or the token a previous
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from facerefine import paths
+from facerefine.card import CARDS_DIR
+from facerefine.heads import CONFIG, HUB_FILES, WEIGHTS, looks_like_repo_id, resolve_pretrained
 
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 CARD = "README.md"
-HUB_FILES = (WEIGHTS, CONFIG, CARD)
-CARDS_DIR = Path("models/cards")  # the model_cards stage's output: one folder per head
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(@[\w./-]+)?$")
-
-
-def looks_like_repo_id(text: str) -> bool:
-    return bool(_REPO_ID.match(text)) and ".." not in text
-
-
-def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None = None,
-                       cache_dir: str | os.PathLike | None = None, local_files_only: bool = False) -> Path:
-    """The local folder of a head: an existing folder, ``models/heads/<name>``, or a Hub snapshot."""
-    path = Path(name_or_path)
-    if path.is_dir():
-        return path
-    named = paths.HEADS / str(name_or_path)
-    if named.is_dir():
-        return named
-    text = str(name_or_path)
-    if not looks_like_repo_id(text):
-        known = sorted(p.name for p in paths.HEADS.iterdir() if p.is_dir()) if paths.HEADS.is_dir() else []
-        raise FileNotFoundError(f"no head at '{text}', no head of that name in {paths.HEADS}/ "
-                                f"(known: {', '.join(known) or 'none; run dvc repro first'}), "
-                                "and it is not a Hub repo id (owner/name)")
-    repo_id, _, at = text.partition("@")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
-    try:
-        folder = snapshot_download(repo_id, revision=revision or at or None, cache_dir=cache_dir,
-                                   local_files_only=local_files_only, allow_patterns=list(HUB_FILES))
-    except LocalEntryNotFoundError as err:
-        raise FileNotFoundError(f"head '{text}' is not in the Hub cache and the Hub cannot be reached "
-                                f"(HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')}): {err}") from None
-    except HfHubHTTPError as err:
-        raise FileNotFoundError(f"head '{text}' could not be fetched from the Hub: {err}") from None
-    folder = Path(folder)
-    if not (folder / WEIGHTS).is_file() or not (folder / CONFIG).is_file():
-        raise FileNotFoundError(f"Hub repo '{repo_id}' has no {WEIGHTS} + {CONFIG}: not a facerefine head")
-    return folder
+__all__ = ["CARDS_DIR", "HUB_FILES", "assemble", "card_for", "looks_like_repo_id", "push", "resolve_pretrained",
+           "write_card"]
 
 
 # ------------------------------------------------------------------ pushing
@@ -105,8 +57,8 @@ def write_card(source_dir: Path, out_dir: Path, cards_dir: Path = CARDS_DIR) -> 
     card = card_for(source_dir, cards_dir, sha=weights_sha256(out_dir / WEIGHTS))
     if card is None:
         own = source_dir / CARD
-        profile = card_info(own.read_text(encoding="utf-8")).get("profile") if own.is_file() else None
-        text = render_card(out_dir, profile=profile)
+        info = card_info(own.read_text(encoding="utf-8")) if own.is_file() else {}
+        text = render_card(out_dir, profile=info.get("profile"), standins=info.get("standins"))
         (out_dir / CARD).write_text(text, encoding="utf-8")
         return [CARD]
     files = [CARD]

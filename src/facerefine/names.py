@@ -4,7 +4,7 @@ The real file has ~14M rows; we stream it line by line and keep only people
 whose ``primaryProfession`` lists one of the wanted professions. Malformed rows
 are counted by reason, never fatal; a file without the required columns is.
 
-IMDb format: tab-separated, UTF-8, a header row, ``\\N`` for null, no quoting.
+IMDb format: tab-separated, UTF-8 (a leading byte-order mark is accepted), a header row, ``\\N`` for null, no quoting.
 """
 
 from __future__ import annotations
@@ -74,9 +74,11 @@ def normalize_name(raw: str) -> str:
 
 def _open_text(path: Path) -> io.TextIOBase:
     raw = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    # utf-8-sig: spreadsheet tools save UTF-8 with a byte-order mark, which would otherwise
+    # glue itself to the first column name ("\ufeffnconst"); without a BOM it is plain UTF-8.
     # errors="replace": one bad byte must not kill a 14M-row read; the row is then
     # judged on its content like any other.
-    return io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="\n")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline="\n")
 
 
 def _header_index(header: str, path: Path) -> dict[str, int]:

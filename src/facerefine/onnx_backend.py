@@ -57,8 +57,7 @@ def cached_export(head: str | Path) -> Path:
     """The ONNX export of a head (folder, name or Hub repo id), made once and kept in
     :func:`export_cache` under the sha256 of its weights: a changed head never meets a stale export."""
     from facerefine.card import weights_sha256
-    from facerefine.heads import load_head
-    from facerefine.hub import WEIGHTS, resolve_pretrained
+    from facerefine.heads import WEIGHTS, load_head, resolve_pretrained
     folder = resolve_pretrained(head)
     path = export_cache() / f"{weights_sha256(folder / WEIGHTS)}.onnx"
     if not path.is_file():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,14 @@ def _demote(markdown: str) -> str:
     return "\n".join(("#" + line) if re.match(r"#{2,5} ", line) else line for line in lines).strip()
 
 
-def render(reports_dir: Path = paths.REPORTS, *, profile: str, smoke: bool, prompts_metrics: dict | None) -> str:
+def render(reports_dir: Path = paths.REPORTS, *, profile: str, standins: Sequence[str],
+           prompts_metrics: dict | None) -> str:
+    """``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.weights import standin_banner
+
     out = ["# facerefine report", ""]
-    if smoke:
-        out += ["> **Smoke profile.** Every network here is a tiny random stand-in and every image is noise: "
-                "these numbers and figures only show that the pipeline runs end to end. Run "
-                "`dvc exp run -S profile=paper` for real results.", ""]
+    if standins:
+        out += [standin_banner(standins), ""]
     out += [f"Profile: `{profile}`. Reproduce with `dvc repro`; compare runs with `dvc exp show` and "
             "`facerefine review`.", ""]
     if prompts_metrics:

@@ -4,7 +4,7 @@ The pull-request workflow (``.github/workflows/review.yml``) posts this as a com
 and a person at their terminal gets the same report with
 ``facerefine review --base main``. It compares the workspace with a git revision:
 
-1. the smoke banner when the workspace's ``params.yaml`` selects the smoke profile;
+1. the stand-in banner when the workspace's active profile uses any ``smoke``/``random`` network;
 2. the headline table of ``metrics/summary.json`` (base, workspace, change);
 3. ``dvc params diff REV --md`` and ``dvc metrics diff REV --md``;
 4. the figures (PNG files under ``reports/``) added, changed or removed since REV.
@@ -24,11 +24,12 @@ from typing import Any
 
 import yaml
 
+from facerefine.config import standin_specs
 from facerefine.summary import label
 
 SUMMARY = "metrics/summary.json"
 REPORTS = "reports"
-SMOKE_BANNER = ("> **Smoke profile:** every network is a tiny random stand-in and every image is noise, so "
+SMOKE_BANNER = ("> **Stand-in networks:** this profile uses randomly initialised networks, so "
                 "these numbers only show that the pipeline runs; their changes mean nothing about quality. "
                 "`dvc exp run -S profile=paper` gives real numbers.")
 
@@ -208,13 +209,24 @@ def _workspace_bytes(root: Path, path: str) -> bytes | None:
     return file.read_bytes() if file.is_file() else None
 
 
-def workspace_profile(root: Path) -> str | None:
-    """The raw ``profile`` key: the banner must not depend on the rest of params.yaml validating."""
+def _workspace_params(root: Path) -> dict:
+    """The raw params.yaml: the banner must not depend on the rest of it validating."""
     try:
         data = yaml.safe_load((root / "params.yaml").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError):
-        return None
-    return data.get("profile") if isinstance(data, dict) else None
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def workspace_uses_standins(root: Path) -> bool:
+    """Whether the active profile's raw ``models`` name any stand-in network (config.standin_specs,
+    the rule every report's banner follows), whatever the profile is called."""
+    data = _workspace_params(root)
+    profiles = data.get("profiles")
+    profile = profiles.get(data.get("profile")) if isinstance(profiles, dict) else None
+    models = profile.get("models") if isinstance(profile, dict) else None
+    # params too broken to name the models: fall back to the profile's name
+    return bool(standin_specs(models)) if isinstance(models, dict) else data.get("profile") == "smoke"
 
 
 def collect_figures(rev: str, root: Path) -> FigureChanges:
@@ -232,7 +244,7 @@ def build_review(rev: str, start: Path | None = None) -> str:
     metrics_md, metrics_err = run_dvc(["metrics", "diff", rev, "--md"], root)
     return render_review(
         rev=rev,
-        smoke=workspace_profile(root) == "smoke",
+        smoke=workspace_uses_standins(root),
         summary_base=_json_or_none(git_show(rev, SUMMARY, root), f"{rev}:{SUMMARY}"),
         summary_workspace=_json_or_none(_workspace_bytes(root, SUMMARY), SUMMARY),
         params_md=params_md, metrics_md=metrics_md, figures=collect_figures(rev, root),

@@ -25,6 +25,15 @@ from facerefine.data import shards
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# Probabilities and detector confidences are stored at this many decimals (0.1 percentage
+# point, the report's precision). The table is a versioned DVC output: at full precision its
+# bytes follow the last bits of DeepFace's CPU inference, which move (~1e-7) with the
+# deepface/opencv/torch build and the CPU's SIMD kernels, while the counts, report and t-SNE
+# do not. Rounding cannot help a value within ~1e-7 of a rounding boundary, so the grid is
+# coarse: in the smoke run the nearest value is 2.7e-5 from a 3-decimal boundary, but one
+# (p_white 0.16555007) sits 7e-8 from a 4-decimal one.
+DECIMALS = 3
+
 # Columns of data/diversity/attributes.parquet, one row per image.
 RACE_COLUMNS = {race: "p_" + race.lower().replace(" ", "_") for race in RACES}  # "p_middle_eastern"
 COLUMNS = ["id", "set", "face_found", "face_confidence", "age", "age_bucket", "gender", "dominant_race",
@@ -47,13 +56,19 @@ class SetAnalysis:
 
 def attribute_row(key: str, set_name: str, face: FaceAttributes | None, confidence: float | None) -> dict:
     """One row of the per-image table; attribute columns are empty when no face was found."""
-    row: dict = {"id": key, "set": set_name, "face_found": face is not None, "face_confidence": confidence}
+    row: dict = {"id": key, "set": set_name, "face_found": face is not None,
+                 "face_confidence": _rounded(confidence)}
     if face is None:
         return row
     row.update(age=face.age, age_bucket=face.age_bucket, gender=face.gender, dominant_race=face.race,
-               p_male=face.gender_probs.get("M"), p_female=face.gender_probs.get("F"))
-    row.update({column: face.race_probs.get(race) for race, column in RACE_COLUMNS.items()})
+               p_male=_rounded(face.gender_probs.get("M")), p_female=_rounded(face.gender_probs.get("F")))
+    row.update({column: _rounded(face.race_probs.get(race)) for race, column in RACE_COLUMNS.items()})
     return row
+
+
+def _rounded(value: float | None) -> float | None:
+    """A model output at the table's precision (see DECIMALS); None stays None."""
+    return None if value is None else round(float(value), DECIMALS)
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from facerefine.analysis.attributes import AGE_BUCKETS, ATTRIBUTES, GENDERS, RACES, diversity_index
 from facerefine.analysis.tsne import Perplexity
@@ -29,12 +29,6 @@ HEADERS = {
     "age": "P. Age " + " : ".join(AGE_BUCKETS),
     "race": "P. Dominant Ethnicity " + " : ".join(RACES),
 }
-SMOKE_BANNER = (
-    "> **Smoke profile: these numbers come from randomly initialised stand-in weights and mean "
-    "nothing.** They only show that the analysis runs end to end; "
-    "`dvc exp run -S profile=paper` gives real numbers.")
-
-
 def _ratio(fractions: Mapping[str, float] | None, labels: tuple[str, ...]) -> str:
     if fractions is None:
         return "n/a (no face)"
@@ -45,12 +39,15 @@ def _index(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def render(summary: Mapping[str, Mapping], *, profile: str, smoke: bool, deepface_spec: str,
+def render(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[str], deepface_spec: str,
            detector: str, perplexity: Perplexity, figure: str) -> str:
-    """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE."""
+    """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE.
+    ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.weights import standin_banner
+
     lines = ["# Diversity of the schnell image sets (paper §3.2, Table 1 and Fig. 3)", ""]
-    if smoke:
-        lines += [SMOKE_BANNER, ""]
+    if standins:
+        lines += [standin_banner(standins), ""]
     lines += [f"Profile `{profile}`, DeepFace models `{deepface_spec}`, face detector `{detector}`.", ""]
 
     lines += ["## Table 1: perceived gender, age and dominant ethnicity", "",
@@ -81,8 +78,10 @@ def render(summary: Mapping[str, Mapping], *, profile: str, smoke: bool, deepfac
                      + " |")
     for row in PAPER_TABLE1:
         idx = [diversity_index(paper_fractions(row, a), len(labels)) for a, labels in ATTRIBUTES.items()]
-        lines.append(f"| {row} (paper) | " + " | ".join(_index(v) for v in idx) + " |")
-    lines.append("")
+        lines.append(f"| {row} (computed by us from the paper's Table 1) | " + " | ".join(_index(v) for v in idx)
+                     + " |")
+    lines += ["", "The paper reports no diversity index: its rows here are our computation on the fractions "
+              "printed in its Table 1 (rounded to two decimals there).", ""]
 
     lines += ["## t-SNE of ArcFace embeddings (Fig. 3)", ""]
     if perplexity.used is None:

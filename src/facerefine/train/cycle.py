@@ -13,11 +13,12 @@ One step, as in the reference CycleGAN code:
   2. discriminators: halved LSGAN loss on real images vs fakes drawn from an
      ImagePool of past fakes.
 
-The epoch record's ``loss_G`` is what we report as the paper's "CycleGAN
-loss" L (used to pick the best run, Tables 2-3; the paper does not define it
-further): the mean over the epoch's steps of L_G above, i.e. the reference
-implementation's generator loss, identity term included. ``loss_G_eq3`` drops
-the identity term (exactly the paper's Eq. 3). ``loss_adv``, ``loss_cycle``
+The epoch record's ``loss_G`` is the trained objective L_G above (the mean
+over the epoch's steps). ``loss_G_eq3`` is the paper's Eq. 3,
+adv + λ_cyc · cycle, with no identity term: the "CycleGAN loss" L of Tables
+2-3, the best-epoch criterion and what the grid selection compares. With the
+default λ_id = 0 (the paper's objective) the two are equal; a run with the
+reference CycleGAN's identity term (λ_id = 0.5) is still judged on Eq. 3. ``loss_adv``, ``loss_cycle``
 and ``loss_identity`` are the unweighted parts; ``loss_D_A``, ``loss_D_B``
 the halved discriminator losses and ``loss_D`` their sum. With ``val_a``,
 ``ssim_cycle`` and ``val_cycle_l1`` compare held-out A images with F(G(a)).
@@ -34,25 +35,26 @@ epoch means are averaged over processes, only the main process writes files
 and calls ``on_epoch_end``). On a single CPU process the Accelerator wraps
 nothing and the loop is plain PyTorch.
 
-Randomness: the initial weights come from ``cfg.seed``; every epoch reseeds
-python/numpy/torch and the image pools from (seed, epoch, process). A loader
-that shuffles from the global torch RNG (no ``generator=``) therefore sees the
-same order after a resume; the pool's stored images are not checkpointed.
-A and B must be shuffled independently: with identical orders over a paired
-dataset, batches would pair up and training would no longer be unpaired.
-
-Checkpoints: ``checkpoint_dir/last`` after every epoch and on
-KeyboardInterrupt (then re-raised); a new run resumes from it. A mid-epoch
-interrupt saves the current weights with the count of *completed* epochs, so
-the resumed run restarts that epoch's data from its beginning. The lowest
-``loss_G`` epoch's generators go to ``checkpoint_dir/best`` with
-``generator.json`` (``ResnetGenerator.from_config``) and ``best.json``.
+Randomness, interrupts, resume and the head format follow ``train/harness.py``:
+the initial weights come from ``cfg.seed``; every epoch reseeds python/numpy/
+torch and the image pools from (seed, epoch, process). A loader that shuffles
+from the global torch RNG (no ``generator=``) therefore sees the same order
+after a resume. A and B must be shuffled independently: with identical orders
+over a paired dataset, batches would pair up and training would no longer be
+unpaired (so this trainer does not use accelerate's seedable sampler).
+``checkpoint_dir/last`` is written after every epoch and on SIGINT/SIGTERM
+(after the current step; then TrainingInterrupted is raised), with the image
+pools' contents and RNG states, so a resumed run, mid-epoch or not, ends with
+the weights of an uninterrupted one. The lowest-``loss_G_eq3`` epoch's G goes
+to ``checkpoint_dir/best`` and its F to ``checkpoint_dir/best_inverse``, the
+last epoch's to ``final`` and ``final_inverse``: head directories
+(``save_head``), the epoch record in their ``training.record``.
 """
 
 from __future__ import annotations
 
+import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -65,17 +67,20 @@ from accelerate.utils import set_seed
 from torch import nn
 from tqdm.auto import tqdm
 
-from facerefine.io import write_json
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
 from facerefine.metrics.image import ssim
 from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
 from facerefine.models.patchgan import PatchDiscriminator
-from facerefine.train.checkpoint import (STATE_FILE, has_checkpoint, load_checkpoint, resolve_checkpoint,
-                                         save_checkpoint, save_modules)
+from facerefine.train import harness
+from facerefine.train.harness import BEST, FINAL, RNG_KEY, RunCheckpoints, StopRequest, TrainingInterrupted
 from facerefine.train.image_pool import ImagePool
 from facerefine.train.schedules import linear_decay_scheduler
 
+log = logging.getLogger(__name__)
+
 Variant = Literal["cyclegan", "esa"]
+INVERSE = "_inverse"  # suffix of the F (B -> A) head folders beside best/ and final/
+CRITERION = "loss_G_eq3"  # the paper's Eq. 3: best epoch, Tables 2-3, grid selection
 VARIANTS: tuple[str, ...] = ("cyclegan", "esa")
 
 # Order of the per-step loss vector (summed on device, no host sync per step).
@@ -97,12 +102,14 @@ PROGRESS_EVERY = 25  # steps between progress-bar loss updates (each one syncs t
 
 @dataclass(frozen=True)
 class CycleConfig:
-    """Knobs of one CycleGAN run; defaults are the reference CycleGAN's."""
+    """Knobs of one CycleGAN run; defaults are the reference CycleGAN's, except
+    the objective and the ESA placement, which are the paper's (Eq. 3, no
+    identity term; one ESA module per generator)."""
 
     variant: Variant = "cyclegan"
-    esa_placement: Literal["blocks", "trunk"] = "blocks"  # see models/cyclegan.py
+    esa_placement: Literal["blocks", "trunk"] = "trunk"  # "blocks": one per residual block; models/cyclegan.py
     lambda_cyc: float = 10.0
-    lambda_identity: float = 0.5  # multiplier of lambda_cyc, as in CycleGAN
+    lambda_identity: float = 0.0  # multiplier of lambda_cyc; CycleGAN's reference uses 0.5
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -162,8 +169,8 @@ class CycleConfig:
 @dataclass
 class CycleResult:
     history: list[dict[str, float]]  # one record per completed epoch, oldest first
-    best_epoch: int  # 1-based epoch with the lowest loss_G (0 if none)
-    best_loss_G: float
+    best_epoch: int  # 1-based epoch with the lowest loss_G_eq3 (0 if none)
+    best_loss_G: float  # that epoch's loss_G_eq3: the paper's L (Eq. 3)
     epochs_completed: int
     start_epoch: int  # epochs already completed when this call began (0 = fresh run)
     initial_val: dict[str, float]  # validate_cycle of the untrained nets ({} without val_a)
@@ -216,11 +223,6 @@ def generator_loss(
 ) -> torch.Tensor:
     """L_G = adv + λ_cyc · cycle + λ_cyc · λ_id · identity (reference CycleGAN weighting)."""
     return adv + lambda_cyc * cycle + lambda_cyc * lambda_identity * identity
-
-
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Seed for one epoch on one process: a resumed run replays the same randomness."""
-    return ((seed * 1_000_003 + epoch) * 1_009 + rank) % 2**32
 
 
 def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
@@ -346,10 +348,12 @@ def validate_cycle(
     return {"ssim_cycle": ssim_sum / count, "val_cycle_l1": l1_sum / count}
 
 
-def _save_best(directory: Path, nets: _Nets, record: Mapping[str, float]) -> None:
-    save_modules(directory, {"G_AB": nets.g_ab, "G_BA": nets.g_ba})
-    write_json(directory / "generator.json", nets.g_ab.config())
-    write_json(directory / "best.json", dict(record))
+def best_of(history: list[dict[str, float]]) -> tuple[int, float]:
+    """(epoch, loss) of the lowest Eq. 3 loss in ``history``; (0, inf) if empty."""
+    if not history:
+        return 0, math.inf
+    rec = min(history, key=lambda r: r[CRITERION])
+    return int(rec["epoch"]), float(rec[CRITERION])
 
 
 def train_cycle(
@@ -366,22 +370,17 @@ def train_cycle(
 
     ``val_a``: held-out A batches for the per-epoch cycle SSIM (every process
     runs all of it; keep it small). ``on_epoch_end(record)`` runs on the main
-    process after each epoch's checkpoint is written. Pass ``accelerator`` to
-    reuse one; by default bf16 autocast is on only if CUDA is available.
+    process after each epoch's checkpoint is written; it also gets
+    ``epoch_seconds`` (wall clock, for MLflow and logs; never in ``history``,
+    which is versioned). Pass ``accelerator`` to reuse one; by default the
+    harness's (bf16 autocast only on CUDA). On SIGINT/SIGTERM the current step
+    finishes, ``last`` is written and TrainingInterrupted is raised.
     """
     checkpoint_dir = Path(checkpoint_dir)
-    last_dir, best_dir = checkpoint_dir / "last", checkpoint_dir / "best"
     if accelerator is None:
-        use_bf16 = cfg.bf16 and torch.cuda.is_available()
-        accelerator = Accelerator(mixed_precision="bf16" if use_bf16 else "no")
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > accelerator.num_processes:
-        # e.g. torchrun on a machine without CUDA: accelerate then runs every
-        # process as a lone "main" one, and they would all write checkpoints.
-        raise RuntimeError(
-            f"launched with WORLD_SIZE={world_size} but the Accelerator sees {accelerator.num_processes} "
-            "process(es); on CPU launch with `accelerate launch --cpu` (or set ACCELERATE_USE_CPU=true)"
-        )
+        accelerator = harness.make_accelerator(bf16=cfg.bf16, seed=cfg.seed, seedable_sampler=False)
+    else:
+        harness.check_world_size(accelerator)
     on_cuda = accelerator.device.type == "cuda"
     memory_format = torch.channels_last if cfg.channels_last and on_cuda else torch.contiguous_format
 
@@ -398,26 +397,33 @@ def train_cycle(
     # once per process per call, but this schedule counts epochs.
     sched_g = linear_decay_scheduler(opt_g, cfg.n_epochs, cfg.n_epochs_decay)
     sched_d = linear_decay_scheduler(opt_d, cfg.n_epochs, cfg.n_epochs_decay)
-    raw_modules = {"G_AB": g_ab, "G_BA": g_ba, "D_A": d_a, "D_B": d_b}
-    states = {"opt_G": opt_g, "opt_D": opt_d, "sched_G": sched_g, "sched_D": sched_d}
+    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, {"G_AB": g_ab, "G_BA": g_ba, "D_A": d_a, "D_B": d_b},
+                                 {"opt_G": opt_g, "opt_D": opt_d, "sched_G": sched_g, "sched_D": sched_d})
 
     history: list[dict[str, float]] = []
     initial_val: dict[str, float] = {}
-    start_epoch, step = 0, 0
-    if has_checkpoint(last_dir):
+    start, step, batches_done = 0, 0, 0
+    partial: dict[str, Any] = {}
+    rng: dict[str, Any] | None = None
+    pool_states: list[dict[str, Any]] | None = None
+    if checkpoints.exists():
         # Compare configs before loading weights, so a mismatch reads as one, not as a shape error.
-        peek = torch.load(resolve_checkpoint(last_dir) / STATE_FILE, map_location="cpu", weights_only=True)
-        diff = config_differences(peek["extra"].get("config", {}), cfg.to_dict())
+        diff = config_differences(checkpoints.peek_extra().get("config", {}), cfg.to_dict())
         if diff:
             raise ValueError(
-                f"checkpoint {last_dir} was written with a different config ({', '.join(diff)}); "
+                f"checkpoint {checkpoints.last_dir} was written with a different config ({', '.join(diff)}); "
                 "use a new checkpoint_dir or the same settings"
             )
         # Loaded before prepare(): prepare moves weights and optimizer state to the device.
-        saved = load_checkpoint(last_dir, raw_modules, states)
-        start_epoch, step = saved["epoch"], saved["step"]
-        history = list(saved["extra"].get("history", []))
-        initial_val = dict(saved["extra"].get("initial_val", {}))
+        saved = checkpoints.load()
+        extra = saved["extra"]
+        start, step = saved["epoch"], saved["step"]
+        history = list(extra.get("history", []))
+        initial_val = dict(extra.get("initial_val", {}))
+        batches_done = int(extra.get("batches_done", 0))
+        partial = dict(extra.get("partial", {}))
+        rng = extra.get(RNG_KEY)
+        pool_states = extra.get("pools")
 
     gens, discs, opt_g, opt_d = accelerator.prepare(
         GeneratorPair(g_ab, g_ba), DiscriminatorPair(d_a, d_b), opt_g, opt_d
@@ -425,47 +431,60 @@ def train_cycle(
     loader_a, loader_b = accelerator.prepare(loader_a, loader_b)
     nets = _Nets(g_ab, g_ba, d_a, d_b, gens, discs)
     pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
+
+    def load_pools() -> None:
+        for pool, state in zip(pools, pool_states or []):
+            pool.load_state_dict(state, accelerator.device)
+
+    load_pools()  # the stored fakes carry over epoch boundaries
     main = accelerator.is_main_process
-    if val_a is not None and start_epoch == 0 and not initial_val:
+    if val_a is not None and start == 0 and not initial_val:
         # Baseline for the held-out metrics: what the untrained nets do.
         initial_val = validate_cycle(g_ab, g_ba, val_a, accelerator, memory_format)
 
-    def best_of(hist: list[dict[str, float]]) -> tuple[int, float]:
-        if not hist:
-            return 0, math.inf
-        rec = min(hist, key=lambda r: r["loss_G"])
-        return int(rec["epoch"]), float(rec["loss_G"])
+    def save_last(epochs_done: int, in_epoch: int, sums: torch.Tensor | None, n_steps: int) -> None:
+        extra = {
+            "config": cfg.to_dict(),
+            "history": history,
+            "initial_val": initial_val,
+            "batches_done": in_epoch,
+            # Loss sums of the interrupted epoch, averaged over processes: every
+            # process resumes from them, so the epoch mean stays exact under DDP.
+            "partial": {} if sums is None else {"sums": sums.cpu(), "steps": n_steps},
+            "pools": [pool.state_dict() for pool in pools],
+        }
+        checkpoints.save_last(epoch=epochs_done, step=step, extra=extra)
 
-    def save_last(epochs_done: int, interrupted: bool) -> None:
-        if main:
-            extra = {
-                "config": cfg.to_dict(),
-                "history": history,
-                "initial_val": initial_val,
-                "interrupted": interrupted,
-            }
-            save_checkpoint(last_dir, raw_modules, states, epoch=epochs_done, step=step, extra=extra)
+    def save_heads(which: str, record: Mapping[str, float]) -> None:
+        training = {**cfg.to_dict(), "record": dict(record)}
+        checkpoints.save_head(which, g_ab, name=cfg.variant, training=training)
+        checkpoints.save_head(which + INVERSE, g_ba, name=cfg.variant + INVERSE, training=training)
 
     checked_range = False
-    try:
-        for epoch in range(start_epoch, cfg.total_epochs):
-            seed = epoch_seed(cfg.seed, epoch, accelerator.process_index)
-            set_seed(seed)
+    with StopRequest() as stop:
+        for epoch in range(start + 1, cfg.total_epochs + 1):
+            started = time.perf_counter()
+            seed = harness.start_epoch(accelerator, cfg.seed, epoch, [loader_a, loader_b])
             pools[0].reseed(seed + 1)
             pools[1].reseed(seed + 2)
-            for loader in (loader_a, loader_b):
-                if hasattr(loader, "set_epoch"):
-                    loader.set_epoch(epoch)
-            started = time.perf_counter()
-            sums = torch.zeros(len(PARTS), device=accelerator.device)
-            n_steps = 0
+            skip = batches_done
+            if skip:  # resuming inside this epoch: pools and loss sums as they were
+                load_pools()
+                sums = partial["sums"].to(accelerator.device)
+                n_steps = int(partial["steps"])
+            else:
+                sums = torch.zeros(len(PARTS), device=accelerator.device)
+                n_steps = 0
             bar = tqdm(
-                desc=f"epoch {epoch + 1}/{cfg.total_epochs}",
+                desc=f"epoch {epoch}/{cfg.total_epochs}",
                 total=len(loader_a) if hasattr(loader_a, "__len__") else None,
+                initial=skip,
                 disable=not (main and cfg.progress),
                 leave=False,
             )
-            for batch_a, batch_b in zip(loader_a, loader_b):
+            batches = harness.resume_batches(zip(loader_a, loader_b), skip, rng if skip else None)
+            batches_done, rng = 0, None
+            for index, (batch_a, batch_b) in batches:
                 real_a = _images(batch_a, "loader_a").to(accelerator.device).contiguous(memory_format=memory_format)
                 real_b = _images(batch_b, "loader_b").to(accelerator.device).contiguous(memory_format=memory_format)
                 if not checked_range:  # one host sync per run catches [0, 1] / [0, 255] inputs
@@ -479,42 +498,48 @@ def train_cycle(
                 if bar.n % PROGRESS_EVERY == 0 and not bar.disable:
                     running = dict(zip(PARTS, (sums / n_steps).tolist()))
                     bar.set_postfix({k: f"{running[k]:.3f}" for k in ("loss_G", "loss_cycle", "loss_D")})
+                if stop.requested(accelerator):
+                    bar.close()
+                    save_last(epoch - 1, index + 1, accelerator.reduce(sums, reduction="mean"), n_steps)
+                    raise TrainingInterrupted(
+                        f"interrupted in epoch {epoch}; checkpoint in {checkpoints.last_dir}")
             bar.close()
             if n_steps == 0:
-                raise ValueError(f"epoch {epoch + 1}: loader_a or loader_b yielded no batches")
+                raise ValueError(f"epoch {epoch}: loader_a or loader_b yielded no batches")
 
             means = accelerator.reduce(sums / n_steps, reduction="mean").tolist()
             if not all(math.isfinite(m) for m in means):
                 # Raised before saving, so checkpoint_dir/last keeps the last finite epoch.
-                raise FloatingPointError(f"epoch {epoch + 1}: non-finite losses {dict(zip(PARTS, means))}")
+                raise FloatingPointError(f"epoch {epoch}: non-finite losses {dict(zip(PARTS, means))}")
             # steps: per process; the loss means are averaged over processes.
-            record: dict[str, float] = {"epoch": epoch + 1, "steps": n_steps, "lr": sched_g.get_last_lr()[0]}
+            record: dict[str, float] = {"epoch": epoch, "steps": n_steps, "lr": sched_g.get_last_lr()[0]}
             record |= dict(zip(PARTS, means))
             if val_a is not None:
                 record |= validate_cycle(g_ab, g_ba, val_a, accelerator, memory_format)
-            record["seconds"] = time.perf_counter() - started
-            improved = record["loss_G"] < best_of(history)[1]
+            improved = record[CRITERION] < best_of(history)[1]
             history.append(record)
             sched_g.step()
             sched_d.step()
-            if main and improved:
-                _save_best(best_dir, nets, record)
-            save_last(epoch + 1, interrupted=False)
-            accelerator.wait_for_everyone()
+            if improved:  # best before last: a kill in between redoes this epoch
+                save_heads(BEST, record)
+            save_last(epoch, 0, None, 0)
+            seconds = time.perf_counter() - started
+            log.info("epoch %d/%d: L (Eq. 3) %.4g (%.1f s)", epoch, cfg.total_epochs, record[CRITERION], seconds)
             if main and on_epoch_end is not None:
-                on_epoch_end(dict(record))
-    except KeyboardInterrupt:
-        # history holds completed epochs only; epoch = completed count.
-        save_last(len(history), interrupted=True)
-        raise
+                on_epoch_end({**record, "epoch_seconds": seconds})
+            if stop.requested(accelerator):
+                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {checkpoints.last_dir}")
 
+    if history:
+        save_heads(FINAL, history[-1])
+    accelerator.wait_for_everyone()
     best_epoch, best_loss = best_of(history)
     return CycleResult(
         history=history,
         best_epoch=best_epoch,
         best_loss_G=best_loss,
         epochs_completed=len(history),
-        start_epoch=start_epoch,
+        start_epoch=start,
         initial_val=initial_val,
         g_ab=g_ab,
         g_ba=g_ba,

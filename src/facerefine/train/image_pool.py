@@ -14,6 +14,8 @@ seed and the sequence of queries, not on any other use of randomness.
 from __future__ import annotations
 
 import random
+from typing import Any
+
 import torch
 
 
@@ -57,8 +59,20 @@ class ImagePool:
         """Restart the pool's random choices (the stored images are kept).
 
         The trainer reseeds at every epoch start, so the choices within an
-        epoch depend on the seed and the epoch only, with no RNG state to
-        checkpoint. (The stored images are not checkpointed: a resumed run
-        starts with an empty pool and refills it.)
+        epoch depend on the seed, the epoch and the stored images; a
+        checkpoint keeps the rest (:meth:`state_dict`).
         """
         self._rng.seed(seed)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Stored images and RNG state, as tensors and plain containers (``weights_only`` loadable)."""
+        images = torch.cat(self._images).cpu() if self._images else torch.empty(0)
+        return {"size": self.size, "images": images, "rng": self._rng.getstate()}
+
+    def load_state_dict(self, state: dict[str, Any], device: torch.device | str = "cpu") -> None:
+        if state["size"] != self.size:
+            raise ValueError(f"ImagePool state is for size {state['size']}, this pool has size {self.size}")
+        images = state["images"]
+        self._images = [images[i : i + 1].to(device) for i in range(images.shape[0])] if images.numel() else []
+        version, internal, gauss_next = state["rng"]
+        self._rng.setstate((version, tuple(internal), gauss_next))

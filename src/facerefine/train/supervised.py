@@ -3,18 +3,12 @@
 Loss: paper Eq. 1, ``GRAD(x, z) + LPIPS(y, z)`` (or the L1 variant), Adam at
 lr 5e-5, early stopping on validation loss, at most 10 epochs.
 
-Checkpoints under ``checkpoint_dir``:
-  last/   model + optimizer + progress (epoch, batches done in the current
-          epoch, early-stopping state, history); written every epoch and on
-          SIGINT/SIGTERM, and what a new call resumes from.
-  best/   the head with the lowest validation loss so far, as a loadable head
-          directory (``config.json`` + ``model.safetensors``, see ``save_head``).
-
-Reproducibility: every epoch reseeds all RNGs from ``(seed, epoch)`` and the
-shuffle order is a function of the same pair (accelerate's seedable sampler),
-so a run that is interrupted and resumed ends with the same weights as one that
-was not (exactly so on CPU). The model's initial weights are the caller's:
-seed before building it.
+Checkpoints, seeding, interrupts and resume follow the shared contract of
+``train/harness.py``: under ``checkpoint_dir``, ``last/`` (resumable, written
+every epoch and on SIGINT/SIGTERM, batch-granular), ``best/`` (the head with
+the lowest validation loss so far) and ``final/`` (the last epoch's head), both
+loadable head directories (``save_head``). The model's initial weights are the
+caller's: seed before building it.
 
 Runs unchanged under ``accelerate launch`` (DDP): only the main process writes
 checkpoints and calls ``on_epoch_end``; metrics are averaged over all processes.
@@ -22,28 +16,26 @@ checkpoints and calls ``on_epoch_end``; metrics are averaged over all processes.
 
 from __future__ import annotations
 
+import logging
 import math
-import signal
 import sys
-import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
+from accelerate.utils import set_seed
 from tqdm.auto import tqdm
 
 from facerefine.losses import StructureLoss, unet_loss
 from facerefine.metrics.image import psnr, ssim
-from facerefine.heads import save_head
-from facerefine.train.checkpoint import has_checkpoint, load_checkpoint, save_checkpoint
+from facerefine.train import harness
+from facerefine.train.harness import BEST, FINAL, LAST, RNG_KEY, RunCheckpoints, StopRequest, TrainingInterrupted
 
-LAST = "last"
-BEST = "best"
+log = logging.getLogger(__name__)
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_lpips", "val_ssim", "val_psnr")
 
 
@@ -86,6 +78,7 @@ class TrainResult:
     stopped_early: bool
     last_dir: Path
     best_dir: Path
+    final_dir: Path
 
 
 @dataclass
@@ -107,54 +100,9 @@ class _Progress:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-class _StopRequest:
-    """Turns SIGINT/SIGTERM into a flag the loop checks between steps.
-
-    A KeyboardInterrupt raised at an arbitrary point could land inside
-    ``optimizer.step()`` and leave half-updated weights to be checkpointed; a
-    flag read between steps cannot. A second signal interrupts at once.
-    Handlers can only be installed from the main thread; elsewhere signals keep
-    their default behaviour and the last epoch checkpoint is what survives.
-    """
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.flag = False
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.flag:
-            raise KeyboardInterrupt
-        self.flag = True
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def requested(self, accelerator: Accelerator) -> bool:
-        """True on every process if any process got a signal (one all-reduce under DDP)."""
-        if accelerator.num_processes == 1:
-            return self.flag
-        if self.flag:
-            accelerator.set_trigger()
-        return accelerator.check_trigger()
-
-
 def make_accelerator(cfg: SupervisedConfig) -> Accelerator:
-    """An Accelerator for ``cfg``: bf16 only on CUDA, seedable shuffling."""
-    on_cuda = torch.cuda.is_available() and not cfg.cpu
-    return Accelerator(
-        cpu=cfg.cpu,
-        mixed_precision="bf16" if (cfg.bf16 and on_cuda) else "no",
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True, data_seed=cfg.seed),
-    )
+    """The harness's Accelerator for ``cfg`` (bf16 only on CUDA, seedable shuffling)."""
+    return harness.make_accelerator(cpu=cfg.cpu, bf16=cfg.bf16, seed=cfg.seed)
 
 
 def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -166,11 +114,6 @@ def _split_batch(batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
 def _prepare_images(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
     x = x.float()
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def _save_last(checkpoint_dir: Path, model: torch.nn.Module, optimizer: Any, progress: _Progress) -> None:
-    save_checkpoint(checkpoint_dir / LAST, {"model": model}, {"optimizer": optimizer},
-                    epoch=progress.epoch, step=progress.step, extra=asdict(progress))
 
 
 def _sum_over_processes(accelerator: Accelerator, values: torch.Tensor) -> torch.Tensor:
@@ -234,8 +177,9 @@ def _train_epoch(
     accelerator: Accelerator,
     cfg: SupervisedConfig,
     progress: _Progress,
-    stop: _StopRequest,
+    stop: StopRequest,
     channels_last: bool,
+    rng: dict[str, Any] | None,
 ) -> float | None:
     """One pass over ``loader``, skipping batches trained before an interrupt.
 
@@ -253,9 +197,8 @@ def _train_epoch(
         disable=not (cfg.progress and accelerator.is_local_main_process and sys.stderr.isatty()),
         leave=False,
     )
-    for index, batch in enumerate(bar):
-        if index < progress.batches_done:
-            continue  # trained before the interrupt; same order thanks to the epoch seed
+    # Batches trained before an interrupt are skipped (same order: the epoch seed).
+    for index, batch in harness.resume_batches(bar, progress.batches_done, rng):
         x, y = (_prepare_images(t, channels_last) for t in _split_batch(batch))
         with accelerator.autocast():
             loss, _ = unet_loss(x, y, model(x), lpips_net, cfg.structure)
@@ -295,8 +238,10 @@ def train_supervised(
     that epoch's checkpoint is written. A run that already finished (max_epochs
     reached or stopped early) returns its saved result without training; raising
     ``cfg.max_epochs`` continues it unless it stopped early.
-    On SIGINT/SIGTERM the current step finishes, ``last`` is written, and
-    KeyboardInterrupt is raised.
+    ``on_epoch_end`` also gets ``epoch_seconds`` (wall clock, for MLflow and
+    logs; never in ``history``, which is versioned). On SIGINT/SIGTERM the
+    current step finishes, ``last`` is written, and TrainingInterrupted (a
+    KeyboardInterrupt) is raised.
     """
     checkpoint_dir = Path(checkpoint_dir)
     accelerator = accelerator or make_accelerator(cfg)
@@ -304,35 +249,37 @@ def train_supervised(
     channels_last = cfg.channels_last and accelerator.device.type == "cuda"
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
+    raw_model = model
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, {"model": raw_model}, {"optimizer": optimizer})
+    progress, rng = _Progress(), None
+    if checkpoints.exists():
+        # Loaded before prepare(): prepare moves weights and optimizer state to the device.
+        extra = checkpoints.load()["extra"]
+        rng = extra.pop(RNG_KEY, None)
+        progress = _Progress(**{k: v for k, v in extra.items() if not k.startswith("_")})
     model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
     lpips_net = lpips_net.to(accelerator.device).eval().requires_grad_(False)
 
-    progress = _Progress()
-    resume_from = checkpoint_dir / LAST if has_checkpoint(checkpoint_dir / LAST) else None
-    if resume_from is not None:
-        saved = load_checkpoint(resume_from, {"model": model}, {"optimizer": optimizer}, accelerator.device)
-        progress = _Progress(**saved["extra"])
-
     def save_last() -> None:
-        if accelerator.is_main_process:
-            _save_last(checkpoint_dir, accelerator.unwrap_model(model), optimizer, progress)
-        accelerator.wait_for_everyone()
+        checkpoints.save_last(epoch=progress.epoch, step=progress.step, extra=asdict(progress))
 
-    with _StopRequest() as stop:
+    with StopRequest() as stop:
         for epoch in range(progress.epoch + 1, cfg.max_epochs + 1):
             if progress.stopped_early:
                 break
-            # Seed from (seed, epoch) so a resumed epoch replays the same randomness.
-            set_seed(cfg.seed + epoch)
-            if hasattr(train_loader, "set_epoch"):
-                train_loader.set_epoch(epoch)
+            started = time.perf_counter()
+            harness.start_epoch(accelerator, cfg.seed, epoch, [train_loader])
+            # The saved RNG states matter only when resuming inside an epoch.
+            resume_rng = rng if progress.batches_done else None
+            rng = None
             train_loss = _train_epoch(
-                epoch, model, lpips_net, train_loader, optimizer, accelerator, cfg, progress, stop, channels_last
+                epoch, model, lpips_net, train_loader, optimizer, accelerator, cfg, progress, stop, channels_last,
+                resume_rng,
             )
             if train_loss is None:
                 save_last()
-                raise KeyboardInterrupt(f"interrupted in epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+                raise TrainingInterrupted(f"interrupted in epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
             val = evaluate(model, lpips_net, val_loader, accelerator, cfg.structure, channels_last)
             record = {"epoch": epoch, "train_loss": train_loss, **val}
             improved = _update_early_stopping(progress, val["val_loss"], epoch, cfg)
@@ -342,14 +289,20 @@ def train_supervised(
 
             # best before last: if killed in between, the resumed run redoes this
             # epoch and rewrites the same best weights.
-            if improved and accelerator.is_main_process:
-                save_head(checkpoint_dir / BEST, accelerator.unwrap_model(model), name="unet")
+            if improved:
+                checkpoints.save_head(BEST, raw_model, name="unet", training={"epoch": epoch})
             save_last()
+            seconds = time.perf_counter() - started
+            log.info("epoch %d/%d: train %.4g, val %.4g (%.1f s)", epoch, cfg.max_epochs, train_loss,
+                     val["val_loss"], seconds)
             if on_epoch_end is not None and accelerator.is_main_process:
-                on_epoch_end(dict(record))
+                on_epoch_end({**record, "epoch_seconds": seconds})
             if stop.requested(accelerator):
-                raise KeyboardInterrupt(f"interrupted after epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
 
+    # The final head is the last epoch's weights (what ``last`` holds), in head format.
+    checkpoints.save_head(FINAL, raw_model, name="unet", training={"epoch": progress.epoch})
+    accelerator.wait_for_everyone()
     return TrainResult(
         history=list(progress.history),
         best_epoch=progress.best_epoch,
@@ -357,4 +310,5 @@ def train_supervised(
         stopped_early=progress.stopped_early,
         last_dir=checkpoint_dir / LAST,
         best_dir=checkpoint_dir / BEST,
+        final_dir=checkpoint_dir / FINAL,
     )

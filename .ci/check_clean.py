@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""After a fresh `dvc repro`: the working tree must equal HEAD, timings aside.
+
+A fresh clone's repro reproduces every versioned output byte for byte (DESIGN.md,
+"Reproducibility rules"); the only content allowed to differ is wall-clock timing,
+which the latency benchmark exists to measure. `git status --porcelain` must therefore
+be empty except for:
+
+* TIMING_FILES, whole files that hold nothing but the benchmark's timings;
+* TIMING_PARTS, files that mix timings with deterministic numbers: they are compared
+  with ``git show HEAD:<file>`` after dropping the timing keys or section, so a changed
+  deterministic number in them still fails;
+* dvc.lock, compared stage by stage: an entry may differ only where its path is one of
+  the files above (their hashes follow their content); any other changed entry (cmd,
+  params, a dep or out hash) fails and is named.
+
+Usage: python .ci/check_clean.py  (from anywhere inside the repository; exit 1 and a list
+of what changed when it is not clean).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# The latency benchmark's own outputs: every number in them is a measured time or derived
+# from one (stage `benchmark` in dvc.yaml).
+TIMING_FILES: frozenset[str] = frozenset({
+    "metrics/latency.json",   # headline savings vs dev: ratios of measured times
+    "reports/latency.json",   # the full timing table
+    "reports/latency.md",
+    "reports/latency.png",
+})
+
+LOCK = "dvc.lock"
+
+
+def _summary_without_timings(text: str) -> dict[str, Any]:
+    """metrics/summary.json less the `saving_vs_dev.*` keys (copied from metrics/latency.json);
+    `latency_dev_steps` is a param and stays compared."""
+    return {k: v for k, v in json.loads(text).items() if not k.startswith("saving_vs_dev.")}
+
+
+_H2 = re.compile(r"^## ", re.MULTILINE)
+
+
+def sections(markdown: str) -> dict[str, str]:
+    """Markdown split at its `## ` headings: heading line (or "" for the preamble) -> body."""
+    out: dict[str, str] = {}
+    starts = [m.start() for m in _H2.finditer(markdown)]
+    bounds = [0, *starts, len(markdown)]
+    for begin, end in zip(bounds, bounds[1:]):
+        chunk = markdown[begin:end]
+        title = chunk.splitlines()[0] if chunk.startswith("## ") else ""
+        out[title] = out.get(title, "") + chunk
+    return out
+
+
+def _report_without_latency(text: str) -> dict[str, str]:
+    """reports/README.md less its "## Latency" section (reports/latency.md inlined)."""
+    return {title: body for title, body in sections(text).items() if not title.startswith("## Latency")}
+
+
+# path -> (projection that drops the timing parts, what is ignored, for the messages)
+TIMING_PARTS: dict[str, tuple[Callable[[str], dict], str]] = {
+    "metrics/summary.json": (_summary_without_timings, "keys saving_vs_dev.*"),
+    "reports/README.md": (_report_without_latency, "section ## Latency"),
+}
+
+
+def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", *args], cwd=repo, capture_output=True, check=False)
+
+
+def changed_paths(repo: Path) -> list[str]:
+    """Paths that `git status --porcelain` reports (modified, deleted, untracked, renamed)."""
+    out = git(repo, "status", "--porcelain=v1", "-z", "--untracked-files=all")
+    if out.returncode:
+        raise RuntimeError(f"git status failed: {out.stderr.decode(errors='replace')}")
+    fields = out.stdout.decode("utf-8", errors="surrogateescape").split("\0")
+    paths, i = [], 0
+    while i < len(fields) and fields[i]:
+        status, path = fields[i][:2], fields[i][3:]
+        paths.append(path)
+        i += 2 if "R" in status or "C" in status else 1  # a rename is followed by its old path
+    return paths
+
+
+def head_text(repo: Path, path: str) -> str | None:
+    """The file as committed in HEAD, or None if HEAD has no such file."""
+    out = git(repo, "show", f"HEAD:{path}")
+    return out.stdout.decode("utf-8") if out.returncode == 0 else None
+
+
+def work_text(repo: Path, path: str) -> str | None:
+    file = repo / path
+    return file.read_text(encoding="utf-8") if file.is_file() else None
+
+
+def _diff_keys(old: Mapping, new: Mapping) -> list[str]:
+    return sorted(str(k) for k in set(old) | set(new) if old.get(k, object()) != new.get(k, object()))
+
+
+def partial_changes(repo: Path, path: str) -> list[str]:
+    """What changed in a mixed file beyond its timing parts ([] when only timings did)."""
+    project, ignored = TIMING_PARTS[path]
+    old, new = head_text(repo, path), work_text(repo, path)
+    if old is None or new is None:
+        return [f"{path}: {'added' if old is None else 'deleted'}"]
+    try:
+        keys = _diff_keys(project(old), project(new))
+    except (ValueError, IndexError) as err:  # unreadable now: a real change, not a timing
+        return [f"{path}: cannot compare ({err})"]
+    return [f"{path}: {', '.join(keys)} (ignoring {ignored})"] if keys else []
+
+
+def _entries(stage: Mapping, key: str) -> dict[str, Any]:
+    """A stage's deps/outs list keyed by path (params is a mapping already)."""
+    value = stage.get(key)
+    if isinstance(value, list):
+        return {entry.get("path", json.dumps(entry, sort_keys=True)): entry for entry in value}
+    return value if isinstance(value, dict) else {"": value}
+
+
+def lock_changes(old: Mapping | None, new: Mapping | None, allowed: frozenset[str]) -> list[str]:
+    """dvc.lock, stage by stage: every changed entry whose path is not in ``allowed``."""
+    old_stages, new_stages = (old or {}).get("stages", {}), (new or {}).get("stages", {})
+    problems = []
+    for name in sorted(set(old_stages) | set(new_stages)):
+        if name not in old_stages or name not in new_stages:
+            problems.append(f"{LOCK}: stage {name} {'added' if name not in old_stages else 'removed'}")
+            continue
+        o, n = old_stages[name], new_stages[name]
+        for key in sorted(set(o) | set(n)):
+            if o.get(key) == n.get(key):
+                continue
+            if key not in ("deps", "outs"):
+                problems.append(f"{LOCK}: {name}.{key}")
+                continue
+            oe, ne = _entries(o, key), _entries(n, key)
+            changed = [p for p in sorted(set(oe) | set(ne)) if oe.get(p) != ne.get(p) and p not in allowed]
+            problems += [f"{LOCK}: {name}.{key} {p}" for p in changed]
+    return problems
+
+
+def check(repo: Path) -> tuple[list[str], list[str]]:
+    """(problems, allowed differences) of the working tree against HEAD."""
+    problems, allowed = [], []
+    for path in changed_paths(repo):
+        if path in TIMING_FILES:
+            allowed.append(path)
+        elif path in TIMING_PARTS:
+            found = partial_changes(repo, path)
+            problems += found
+            if not found:
+                allowed.append(f"{path} ({TIMING_PARTS[path][1]} only)")
+        elif path == LOCK:
+            old, new = head_text(repo, LOCK), work_text(repo, LOCK)
+            found = lock_changes(yaml.safe_load(old or "{}"), yaml.safe_load(new or "{}"),
+                                 TIMING_FILES | frozenset(TIMING_PARTS))
+            problems += found
+            if not found:
+                allowed.append(f"{LOCK} (timing files' hashes only)")
+        else:
+            problems.append(path)
+    return problems, allowed
+
+
+def main() -> int:
+    top = git(Path.cwd(), "rev-parse", "--show-toplevel")
+    repo = Path(top.stdout.decode().strip()) if top.returncode == 0 else Path.cwd()
+    problems, allowed = check(repo)
+    for line in allowed:
+        print(f"   differs, allowed (timings): {line}")
+    if problems:
+        print("error: a fresh `dvc repro` changed versioned outputs (not timings); commit what today's "
+              "code produces, or make the output deterministic:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    print("   working tree matches HEAD (timings aside)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
