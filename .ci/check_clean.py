@@ -10,6 +10,8 @@ be empty except for:
 * TIMING_PARTS, files that mix timings with deterministic numbers: they are compared
   with ``git show HEAD:<file>`` after dropping the timing keys or section, so a changed
   deterministic number in them still fails;
+* TIMING_PART_DIRS, folders of such mixed files (the model cards, whose latency section
+  and latency model-index metrics are timings);
 * dvc.lock, compared stage by stage: an entry may differ only where its path is one of
   the files above (their hashes follow their content); any other changed entry (cmd,
   params, a dep or out hash) fails and is named.
@@ -68,11 +70,46 @@ def _report_without_latency(text: str) -> dict[str, str]:
     return {title: body for title, body in sections(text).items() if not title.startswith("## Latency")}
 
 
+# The model cards' timings (facerefine.card): the "## Latency" section and the model-index
+# metrics of these types, both copied from metrics/latency.json.
+CARD_LATENCY_METRICS = ("saving_vs_dev", "images_per_second")
+
+
+def _card_without_latency(text: str) -> dict[str, str]:
+    """A model card (models/cards/<head>/README.md) less its latency: the front matter without
+    the latency model-index metrics, and every section but "## Latency"."""
+    if not text.startswith("---\n"):
+        raise ValueError("no YAML front matter")
+    end = text.index("\n---\n", 4)
+    meta = yaml.safe_load(text[4:end]) or {}
+    for index in meta.get("model-index") or []:
+        for result in index.get("results") or []:
+            result["metrics"] = [m for m in result.get("metrics") or [] if m.get("type") not in CARD_LATENCY_METRICS]
+    body = {title: chunk for title, chunk in sections(text[end + 5:]).items() if not title.startswith("## Latency")}
+    return {"front matter": json.dumps(meta, sort_keys=True), **body}
+
+
 # path -> (projection that drops the timing parts, what is ignored, for the messages)
 TIMING_PARTS: dict[str, tuple[Callable[[str], dict], str]] = {
     "metrics/summary.json": (_summary_without_timings, "keys saving_vs_dev.*"),
     "reports/README.md": (_report_without_latency, "section ## Latency"),
 }
+# Folders of mixed files, one per head (stage model_cards): each file is compared like a
+# TIMING_PARTS file, and the folder's own hash in dvc.lock may follow their timings.
+TIMING_PART_DIRS: dict[str, tuple[str, tuple[Callable[[str], dict], str]]] = {
+    "models/cards": ("README.md", (_card_without_latency, "section ## Latency, latency model-index metrics")),
+}
+
+
+def timing_part(path: str) -> tuple[Callable[[str], dict], str] | None:
+    """The projection for a mixed file: TIMING_PARTS, or the named file in a TIMING_PART_DIRS folder."""
+    if path in TIMING_PARTS:
+        return TIMING_PARTS[path]
+    for folder, (name, part) in TIMING_PART_DIRS.items():
+        inner = Path(path).relative_to(folder) if path.startswith(folder + "/") else None
+        if inner is not None and inner.name == name and len(inner.parts) == 2:
+            return part
+    return None
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -110,7 +147,7 @@ def _diff_keys(old: Mapping, new: Mapping) -> list[str]:
 
 def partial_changes(repo: Path, path: str) -> list[str]:
     """What changed in a mixed file beyond its timing parts ([] when only timings did)."""
-    project, ignored = TIMING_PARTS[path]
+    project, ignored = timing_part(path)
     old, new = head_text(repo, path), work_text(repo, path)
     if old is None or new is None:
         return [f"{path}: {'added' if old is None else 'deleted'}"]
@@ -156,15 +193,15 @@ def check(repo: Path) -> tuple[list[str], list[str]]:
     for path in changed_paths(repo):
         if path in TIMING_FILES:
             allowed.append(path)
-        elif path in TIMING_PARTS:
+        elif timing_part(path) is not None:
             found = partial_changes(repo, path)
             problems += found
             if not found:
-                allowed.append(f"{path} ({TIMING_PARTS[path][1]} only)")
+                allowed.append(f"{path} ({timing_part(path)[1]} only)")
         elif path == LOCK:
             old, new = head_text(repo, LOCK), work_text(repo, LOCK)
             found = lock_changes(yaml.safe_load(old or "{}"), yaml.safe_load(new or "{}"),
-                                 TIMING_FILES | frozenset(TIMING_PARTS))
+                                 TIMING_FILES | frozenset(TIMING_PARTS) | frozenset(TIMING_PART_DIRS))
             problems += found
             if not found:
                 allowed.append(f"{LOCK} (timing files' hashes only)")

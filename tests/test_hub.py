@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 import torch
 from PIL import Image
 
@@ -239,3 +240,47 @@ def test_import_facerefine_stays_light():
     code = "import sys, facerefine; assert 'torch' not in sys.modules; print(facerefine.__all__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert "load_head" in out.stdout
+
+
+def test_fresh_repro_check_ignores_only_the_cards_latency(tmp_path, monkeypatch, one_thread):
+    """.ci/check_clean.py lets a published card differ in its timings (a fresh repro re-times the
+    benchmark) and in nothing else; the models/cards hash in dvc.lock may follow."""
+    import importlib.util
+    import subprocess
+
+    from facerefine.card import write_published_cards
+
+    spec = importlib.util.spec_from_file_location("check_clean", REPO / ".ci" / "check_clean.py")
+    cc = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cc)
+    for var in ("GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(var, "ci@example.com")
+    repo = tmp_path / "repo"
+    heads = tiny_heads(tmp_path / "heads")
+    quality = json.loads((REPO / "metrics" / "quality.json").read_text())
+    latency = _headline_latency(sorted(heads))
+
+    def cards(quality, latency, lock_md5):
+        write_published_cards(tmp_path / "heads", repo / "models" / "cards", profile="smoke", standins=SMOKE,
+                              quality=quality, latency=latency)
+        lock = {"schema": "2.0", "stages": {"model_cards": {
+            "cmd": "python stages/model_cards.py", "outs": [{"path": "models/cards", "md5": lock_md5}]}}}
+        (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
+
+    repo.mkdir()
+    cards(quality, latency, "c1.dir")
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "cards"]):
+        subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True)
+    assert cc.check(repo) == ([], [])
+    retimed = json.loads(json.dumps(latency))
+    retimed["saving_vs_dev"]["mean"]["esa"] = 0.5
+    retimed["head_images_per_second"]["esa"] = 3.0
+    cards(quality, retimed, "c2.dir")
+    problems, allowed = cc.check(repo)
+    assert problems == [] and "models/cards/esa/README.md (section ## Latency, latency model-index metrics only)" \
+        in allowed and "dvc.lock (timing files' hashes only)" in allowed
+    changed = json.loads(json.dumps(quality))
+    changed["esa"]["fid_dev"] += 1
+    cards(changed, retimed, "c3.dir")
+    (problem,) = cc.check(repo)[0]
+    assert problem.startswith("models/cards/esa/README.md: ## Results, front matter")

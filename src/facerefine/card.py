@@ -48,6 +48,8 @@ QUALITY_COLUMNS = (("fid_schnell", "FID vs schnell"), ("fid_dev", "FID vs dev"),
                    ("clip_iqa", "CLIP-IQA"), ("kid_dev_mean", "KID vs dev"),
                    ("identity_cos_schnell", "ArcFace identity vs input"), ("face_fail", "faces lost"),
                    ("images", "test images"))
+LATENCY_HEADING = "## Latency"
+LATENCY_METRICS = ("saving_vs_dev", "images_per_second")  # the model-index entries that are timings
 _MARKER = re.compile(r"<!-- facerefine-card: (\{.*?\}) -->")
 
 
@@ -116,10 +118,10 @@ def _model_index(name: str, quality: Mapping[str, Any] | None, latency: Mapping[
         if quality and quality.get(key) is not None and key != "images":
             metrics.append({"type": key, "name": label, "value": quality[key]})
     if latency and latency.get("saving_mean") is not None:
-        metrics.append({"type": "saving_vs_dev", "name": f"time saved by schnell + head vs dev "
+        metrics.append({"type": LATENCY_METRICS[0], "name": f"time saved by schnell + head vs dev "
                         f"({latency['dev_steps']} steps), mean over resolutions", "value": latency["saving_mean"]})
     if latency and latency.get("images_per_second") is not None:
-        metrics.append({"type": "images_per_second", "name": f"head images/s at {latency['resolution']}²",
+        metrics.append({"type": LATENCY_METRICS[1], "name": f"head images/s at {latency['resolution']}²",
                         "value": latency["images_per_second"]})
     if not metrics:
         return None
@@ -206,9 +208,10 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
                   "| " + " | ".join(_num(quality.get(key)) for key, _ in QUALITY_COLUMNS) + " |", ""]
         if quality.get("low_confidence"):
             lines += ["Low confidence: fewer test images than FID's 2048 feature dimensions.", ""]
-    if latency is not None:
+    if latency is not None:  # its own section: the only timings in the card (.ci/check_clean.py ignores it)
         per = latency["saving_per_resolution"]
-        lines += [f"Latency from `metrics/latency.json` (mode `{latency['mode']}`): schnell + this head saves "
+        lines += [LATENCY_HEADING, "",
+                  f"From `metrics/latency.json` (mode `{latency['mode']}`): schnell + this head saves "
                   f"**{_pct(latency['saving_mean'])}** of FLUX.1-dev's time ({latency['dev_steps']} steps) on "
                   "average over resolutions"
                   + (" (" + ", ".join(f"{r}²: {_pct(v)}" for r, v in sorted(per.items(), key=lambda kv: int(kv[0])))
@@ -269,8 +272,8 @@ def write_model_card(head_dir: str | Path, params: Any = None, *, profile: str |
 
 
 def write_published_cards(heads_dir: str | Path, cards_dir: str | Path, *, profile: str | None,
-                          standins: list[str] | None, quality: Mapping[str, Any] | None, latency: Mapping[str, Any] | None,
-                          samples: str | Path | None = None) -> list[Path]:
+                          standins: list[str] | None, quality: Mapping[str, Any] | None,
+                          latency: Mapping[str, Any] | None, samples: str | Path | None = None) -> list[Path]:
     """``cards_dir/<name>/README.md`` (+ ``samples.png``) for every head in ``heads_dir``, with its
     Table 4 row and latency; folders of heads that no longer exist are removed."""
     heads_dir, cards_dir = Path(heads_dir), Path(cards_dir)
