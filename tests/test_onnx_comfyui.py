@@ -58,6 +58,11 @@ def test_enhance_with_onnxruntime_backend_matches_torch(tmp_path, one_thread):
     for name in ("ort.png", "auto.png"):
         out = np.asarray(Image.open(tmp_path / name)).astype(int)
         assert out.shape == (61, 83, 3) and np.abs(out - torch_out).max() <= 1
+    for backend in ("torch", "onnxruntime"):  # tiling runs the same on both backends
+        _cli("enhance", str(tmp_path / "in.png"), str(tmp_path / f"tiled_{backend}.png"), "--head", str(path),
+             "--backend", backend, "--tile", "64", "--overlap", "8", "--quiet")
+    tiled = [np.asarray(Image.open(tmp_path / f"tiled_{b}.png")).astype(int) for b in ("torch", "onnxruntime")]
+    assert np.abs(tiled[0] - tiled[1]).max() <= 1
     # the CPU default is onnxruntime, with an export cached by the weights' hash
     other = tiny_heads(tmp_path / "other")["unet"]
     cached = Path(os.environ["FACEREFINE_HOME"]) / "onnx" / f"{weights_sha256(other / 'model.safetensors')}.onnx"

@@ -150,6 +150,12 @@ class OnnxHead:
     def name(self) -> str:
         return self.config.get("name", self.path.stem)
 
+    @property
+    def model(self) -> torch.nn.Module:
+        """A parameter-free placeholder: the Enhancer moves and freezes ``head.model``; onnxruntime
+        runs the graph (``OnnxEnhancer.forward``)."""
+        return _PLACEHOLDER
+
     @classmethod
     def load(cls, path: str | Path, threads: int | None = None) -> OnnxHead:
         from facerefine import paths
@@ -194,6 +200,9 @@ def _matches_weights(onnx_path: Path, head_dir: Path) -> bool:
     return meta.get("weights_sha256") == weights_sha256(weights)
 
 
+_PLACEHOLDER = torch.nn.Identity()
+
+
 def load_onnx(path: str | Path, threads: int | None = None) -> OnnxHead:
     return OnnxHead.load(path, threads)
 
@@ -208,17 +217,9 @@ class OnnxEnhancer(Enhancer):
             raise ValueError(f"the onnxruntime backend runs on the CPU only, got --device {device}")
         if dtype != "float32":
             raise ValueError(f"the onnxruntime backend runs float32 only, got --dtype {dtype}")
-        if batch_size < 1:
-            raise ValueError(f"batch size must be >= 1, got {batch_size}")
-        self.head, self.session = head, head.session
-        self.device, self.dtype, self.batch_size = torch.device("cpu"), None, batch_size
-        self.multiple, self.min_size = head.size_multiple, head.min_size
-        self.memory_format = torch.contiguous_format
-        self.model = None
-        self.tile = supported_size(tile, self.multiple, self.min_size) if tile else None
-        if self.tile and not 0 <= overlap < self.tile:
-            raise ValueError(f"overlap must be in [0, {self.tile}) for tile {self.tile}, got {overlap}")
-        self.overlap = overlap
+        # The Enhancer's own set-up (sizes, tiles, checks); its torch model is a placeholder.
+        super().__init__(head, device="cpu", dtype="float32", batch_size=batch_size, tile=tile, overlap=overlap)
+        self.session = head.session
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         x = batch.detach().to("cpu", torch.float32).contiguous().numpy()
