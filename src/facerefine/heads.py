@@ -138,15 +138,8 @@ def save_head(directory: str | Path, model: torch.nn.Module, *, name: str,
 
 
 def resolve(path_or_name: str | Path) -> Path:
-    path = Path(path_or_name)
-    if path.is_dir():
-        return path
-    named = HEADS_DIR / str(path_or_name)
-    if named.is_dir():
-        return named
-    known = sorted(p.name for p in HEADS_DIR.iterdir() if p.is_dir()) if HEADS_DIR.is_dir() else []
-    raise FileNotFoundError(f"no head at '{path_or_name}' and no head of that name in {HEADS_DIR}/ "
-                            f"(known: {', '.join(known) or 'none; run dvc repro first'})")
+    """A head folder or a name in ``models/heads/`` (Hub repo ids only from the local Hub cache)."""
+    return resolve_pretrained(path_or_name, local_files_only=True)
 
 
 def load_head(path_or_name: str | Path, device: str | torch.device = "cpu", *, revision: str | None = None,
