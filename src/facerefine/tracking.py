@@ -243,8 +243,11 @@ class _SpooledRun:
 
 def _spawn_flusher() -> None:
     """A detached flusher: no pipes shared with DVC (which would wait for them), own session."""
+    # The flusher imports this very facerefine, wherever the stage found it.
+    here = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
     with open(spool_dir() / "flush.log", "ab") as log_file:
-        subprocess.Popen([sys.executable, "-m", "facerefine.tracking"], cwd=repo_root(),
+        subprocess.Popen([sys.executable, "-m", "facerefine.tracking"], cwd=repo_root(), env=env,
                          stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                          start_new_session=True, close_fds=True)
 
