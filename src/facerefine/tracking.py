@@ -344,5 +344,5 @@ def _log_record(rec: Mapping[str, Any], artifacts: Path) -> None:
 
 if __name__ == "__main__":
     # The detached flusher a stage starts; lingers so that one MLflow import serves a burst of stages.
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")  # flush.log: problems only
     flush(linger=float(os.environ.get("FACEREFINE_TRACKING_LINGER", "30")), wait=False)
