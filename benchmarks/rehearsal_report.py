@@ -90,8 +90,9 @@ def main() -> None:
 
     from facerefine.config import load_params
     from facerefine.io import write_json
-    from facerefine.tracking import EXPERIMENT, tracking_uri
+    from facerefine.tracking import EXPERIMENT, flush, tracking_uri
 
+    flush()  # stages spool their runs; write any still waiting before reading them back
     mlflow.set_tracking_uri(tracking_uri())
     query = f"tags.profile = '{args.profile}'"
     if args.exp:

@@ -14,6 +14,7 @@ def tracked(monkeypatch, tmp_path):
     monkeypatch.setenv("FACEREFINE_TRACKING", "1")
     monkeypatch.setenv("DVC_ROOT", str(tmp_path))
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setenv("FACEREFINE_TRACKING_FLUSH", "inline")  # no detached flusher in tests
     return tmp_path
 
 
@@ -41,6 +42,49 @@ def test_stage_run_logs_to_sqlite_at_dvc_root(tracked, monkeypatch):
     assert r.data.metrics["resources.wall_s"] >= 0 and r.data.metrics["resources.peak_rss_mb"] > 0
     assert r.data.tags["stage"] == "prompts" and r.data.tags["dvc_exp_name"] == "exp-123"
     assert r.info.run_name == "prompts@exp-123" and r.info.status == "FINISHED"
+
+
+def test_spooled_run_keeps_steps_times_and_artifacts(tracked, monkeypatch):
+    """A stage spools its run; flush() writes it with per-step metrics, the run's own
+    start/end times and the artifact as it was at the end of the stage."""
+    import mlflow
+
+    monkeypatch.setenv("FACEREFINE_TRACKING_FLUSH", "background")
+    monkeypatch.setattr(tracking, "_spawn_flusher", lambda: None)  # flushed below instead
+    artifact = tracked / "table.md"
+    artifact.write_text("v1")
+    with tracking.stage_run("train_unet", params={"lr": 0.1}) as run:
+        for epoch in range(3):
+            run.log_metrics({"loss": 1.0 / (epoch + 1)}, step=epoch)
+        run.log_artifact(artifact)
+    ended = time.time() * 1000
+    artifact.write_text("v2")  # a later stage rewrites it before the flush
+    assert len(list(tracking.spool_dir().iterdir())) >= 1 and not (tracked / "mlflow.db").exists()
+    assert tracking.flush() == 1
+    mlflow.set_tracking_uri(tracking.tracking_uri())
+    r = mlflow.search_runs(experiment_names=[tracking.EXPERIMENT], output_format="list")[0]
+    history = mlflow.MlflowClient().get_metric_history(r.info.run_id, "loss")
+    assert [(m.step, m.value) for m in history] == [(0, 1.0), (1, 0.5), (2, 1 / 3)]
+    assert r.info.end_time <= ended and r.info.status == "FINISHED" and r.data.params == {"lr": "0.1"}
+    local = mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="table.md",
+                                                dst_path=str(tracked / "dl"))
+    assert open(local).read() == "v1"
+    assert tracking._pending(tracking.spool_dir()) == []
+
+
+def test_stage_process_does_not_import_mlflow(tracked):
+    """The point of the spool: a stage process pays no MLflow import."""
+    import subprocess
+    import sys
+
+    code = ("import sys, facerefine.tracking as t\n"
+            "t._spawn_flusher = lambda: None\n"
+            "with t.stage_run('prompts', params={'a': 1}) as run: run.log_metrics({'x': 1})\n"
+            "print('mlflow' in sys.modules)")
+    env = {**__import__("os").environ, "FACEREFINE_TRACKING_FLUSH": "background"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
+    assert len(tracking._pending(tracking.spool_dir())) == 1
 
 
 def test_unreachable_server_warns_and_the_stage_goes_on(tracked, monkeypatch):

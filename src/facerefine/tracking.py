@@ -7,16 +7,34 @@ experiments, which run in temp copies, log into the main repo's store).
 Tracking never breaks the pipeline: an unreachable or failing tracker gives
 one warning and the stage goes on. Only the main process logs. Keys that look
 like secrets are never logged.
+
+Why runs are spooled: importing MLflow and opening its SQLAlchemy store costs
+about 4 s of CPU per process (``import mlflow`` ~2.3 s, SQLAlchemy/alembic and
+MLflow's ORM models ~1.5 s), paid by each of the ~28 stage processes of a smoke
+``dvc repro``: about a quarter of its time on a 2-core machine. So a stage never
+imports MLflow. It buffers its run (tags, params, metrics with their step and
+time, artifacts copied) and at the end writes one record to a spool folder
+(``$DVC_ROOT/.facerefine/mlflow-spool``). A detached flusher process
+(``python -m facerefine.tracking``) writes spooled records to MLflow with
+``log_batch``, keeping each run's own start and end times, and stays a while
+for the next stage's record, so one MLflow import serves a whole burst of
+stages. ``FACEREFINE_TRACKING_FLUSH=inline`` writes at the end of the stage
+instead; :func:`flush` drains the spool on demand (before reading runs back).
+A record MLflow refuses goes to ``failed/`` and the reason to ``flush.log``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
+import shutil
 import socket
 import subprocess
+import sys
 import time
+import uuid
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -36,6 +54,12 @@ def repo_root() -> Path:
 
 def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
+
+
+def spool_dir() -> Path:
+    """Spooled runs; under the repo's gitignored .facerefine so that queued experiments
+    (temp copies, DVC_ROOT set) spool into the main repo too."""
+    return repo_root() / ".facerefine" / "mlflow-spool"
 
 
 def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -155,23 +179,170 @@ def _start(stage: str, profile: str) -> Run:
         warnings.warn(f"MLflow tracking server {urlparse(uri).netloc} unreachable; stage goes on untracked",
                       stacklevel=3)
         return Run()
-    try:
-        # Keep a flaky server from stalling the stage for minutes.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        import mlflow
+    exp = os.environ.get("DVC_EXP_NAME")
+    return Run(_SpooledRun(uri, f"{stage}@{exp}" if exp else stage))
 
-        mlflow.set_tracking_uri(uri)
-        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-            artifacts = None
-            if uri.startswith("sqlite:"):
-                artifacts = (repo_root() / "mlartifacts").as_uri()
-            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-        mlflow.set_experiment(EXPERIMENT)
-        exp = os.environ.get("DVC_EXP_NAME")
-        mlflow.start_run(run_name=f"{stage}@{exp}" if exp else stage)
-        return Run(mlflow)
-    except Exception as err:
-        warnings.warn(f"MLflow unavailable ({type(err).__name__}: {err}); stage goes on untracked", stacklevel=3)
-        return Run()
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in some containers
+        return "unknown"
+
+
+class _SpooledRun:
+    """What a stage hands to :class:`Run` in place of the mlflow module: the same calls,
+    buffered in memory, written as one spool record by ``end_run``."""
+
+    def __init__(self, uri: str, run_name: str):
+        # The source tags MLflow's fluent start_run would add from its context providers.
+        tags = {"mlflow.user": _user(), "mlflow.source.name": sys.argv[0] if sys.argv else "",
+                "mlflow.source.type": "LOCAL"}
+        self.record: dict[str, Any] = {"uri": uri, "run_name": run_name, "start_ms": _now_ms(),
+                                       "tags": tags, "params": {}, "metrics": []}
+        self.artifacts: list[Path] = []
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self.record["tags"].update(tags)
+        if "git_commit" in tags:
+            self.record["tags"]["mlflow.source.git.commit"] = tags["git_commit"]
+
+    def log_params(self, params: Mapping[str, str]) -> None:
+        self.record["params"].update(params)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        ts = _now_ms()
+        self.record["metrics"].extend([key, value, ts, step or 0] for key, value in metrics.items())
+
+    def log_artifact(self, path: str) -> None:
+        self.artifacts.append(Path(path))
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        self.record.update(status=status, end_ms=_now_ms())
+        spool = spool_dir()
+        spool.mkdir(parents=True, exist_ok=True)
+        name = f"{self.record['start_ms']}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = spool / f".{name}.tmp"  # renamed when complete: the flusher never sees half a record
+        (tmp / "artifacts").mkdir(parents=True)
+        # Copied now: a later stage may overwrite the file before the flusher gets to it.
+        for i, path in enumerate(self.artifacts):
+            shutil.copy2(path, tmp / "artifacts" / f"{i}-{path.name}")
+        (tmp / "run.json").write_text(json.dumps(self.record), encoding="utf-8")
+        os.replace(tmp, spool / name)
+        if os.environ.get("FACEREFINE_TRACKING_FLUSH", "background") == "inline":
+            flush()
+        else:
+            _spawn_flusher()
+
+
+def _spawn_flusher() -> None:
+    """A detached flusher: no pipes shared with DVC (which would wait for them), own session."""
+    # The flusher imports this very facerefine, wherever the stage found it.
+    here = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    with open(spool_dir() / "flush.log", "ab") as log_file:
+        subprocess.Popen([sys.executable, "-m", "facerefine.tracking"], cwd=repo_root(), env=env,
+                         stdin=subprocess.DEVNULL, stdout=log_file, stderr=log_file,
+                         start_new_session=True, close_fds=True)
+
+
+def _pending(spool: Path) -> list[Path]:
+    return sorted(p for p in spool.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != "failed")
+
+
+def flush(linger: float = 0.0, wait: bool = True) -> int:
+    """Write every spooled run to MLflow; returns how many. One process at a time (file
+    lock); ``wait=False`` returns at once if another flusher holds it (that one rescans
+    before it exits). ``linger``: keep polling that many seconds after the spool empties,
+    so that the next stage's record reuses this process's MLflow."""
+    from filelock import FileLock, Timeout
+
+    spool = spool_dir()
+    if not spool.is_dir():
+        return 0
+    done = 0
+    while True:
+        try:
+            with FileLock(str(spool / ".lock"), timeout=-1 if wait else 0):
+                idle_since = time.monotonic()
+                while True:
+                    pending = _pending(spool)
+                    for record in pending:
+                        done += _flush_record(record)
+                    if pending:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since >= linger:
+                        break
+                    else:
+                        time.sleep(0.5)
+        except Timeout:
+            return done
+        # A record spooled between the last scan and the release would wait for the next
+        # stage: look once more.
+        if not _pending(spool):
+            return done
+        wait = False
+
+
+_clients: dict[str, Any] = {}
+
+
+def _flush_record(record: Path) -> int:
+    try:
+        _log_record(json.loads((record / "run.json").read_text(encoding="utf-8")), record / "artifacts")
+    except Exception as err:  # keep the record for a look; never loop on it
+        log.warning("MLflow refused spooled run %s (%s: %s); kept in failed/", record.name,
+                    type(err).__name__, err)
+        failed = record.parent / "failed"
+        failed.mkdir(exist_ok=True)
+        os.replace(record, failed / record.name)
+        return 0
+    shutil.rmtree(record, ignore_errors=True)
+    return 1
+
+
+def _log_record(rec: Mapping[str, Any], artifacts: Path) -> None:
+    """One spooled run into MLflow: the run's own times, everything else in log_batch calls."""
+    # Keep a flaky server from stalling the flusher for minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from mlflow.entities import Metric, Param
+    from mlflow.tracking import MlflowClient
+
+    uri = rec["uri"]
+    if uri not in _clients:
+        _clients[uri] = MlflowClient(uri)
+    client = _clients[uri]
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        artifacts_uri = (repo_root() / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        experiment_id = client.create_experiment(EXPERIMENT, artifact_location=artifacts_uri)
+    else:
+        experiment_id = experiment.experiment_id
+    run = client.create_run(experiment_id, start_time=rec["start_ms"], tags=rec["tags"], run_name=rec["run_name"])
+    run_id = run.info.run_id
+    params = [Param(k, v) for k, v in rec["params"].items()]
+    metrics = [Metric(k, v, ts, step) for k, v, ts, step in rec["metrics"]]
+    # MLflow's log_batch limits: 100 params, 1000 metrics per call.
+    for i in range(0, len(params), 100):
+        client.log_batch(run_id, params=params[i:i + 100])
+    for i in range(0, len(metrics), 1000):
+        client.log_batch(run_id, metrics=metrics[i:i + 1000])
+    for path in sorted(artifacts.iterdir(), key=lambda p: int(p.name.split("-", 1)[0])):
+        named = artifacts / path.name.split("-", 1)[1]  # back to the file's own name
+        os.replace(path, named)
+        client.log_artifact(run_id, str(named))
+    client.set_terminated(run_id, status=rec["status"], end_time=rec["end_ms"])
+
+
+if __name__ == "__main__":
+    # The detached flusher a stage starts; lingers so that one MLflow import serves a burst of stages.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")  # flush.log: problems only
+    flush(linger=float(os.environ.get("FACEREFINE_TRACKING_LINGER", "30")), wait=False)
