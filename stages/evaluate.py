@@ -1,6 +1,8 @@
 """Stage `evaluate`: Table 4 on the test split, plus KID, identity and sample grids (paper §5.4)."""
 
 import logging
+import tempfile
+from pathlib import Path
 
 import pandas as pd
 
@@ -8,9 +10,10 @@ from facerefine import paths, weights
 from facerefine.analysis.embeddings import arcface_embeddings
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
-from facerefine.data.datasets import read_images
 from facerefine.distributed import topology
-from facerefine.evaluation import LABELS, EvalSet, apply_head, evaluate_sets, render_table
+from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, pair_batches,
+                                  render_table, shard_set)
+from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
 from facerefine.heads import load_head
 from facerefine.io import write_json, write_text
@@ -24,17 +27,18 @@ log = logging.getLogger("evaluate")
 HEAD_ROWS = ("unet", "cyclegan", "esa")
 
 
-def lora_images(params, rows: list[dict], device) -> list:
-    """schnell with the realism LoRA, same prompts and seeds as the schnell test images."""
+def lora_shards(params, test: pd.DataFrame, device, out_dir: Path) -> None:
+    """schnell with the realism LoRA, same prompts and seeds as the schnell test images, written
+    shard by shard to ``out_dir``: the FLUX pipeline is freed before the metric networks load,
+    and the LoRA images are read back batch by batch like every other row."""
     scale = params.scale
     pipe = weights.load_flux_for(scale, "schnell", dtype="float32" if device.type == "cpu" else scale.dtype,
                                  device=device)
     pipe.load_lora_weights(weights.lora_location(scale.models.lora, scale.random_depth))
     generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
-    images = []
-    for start in range(0, len(rows), scale.batch_size):
-        images += generate(rows[start:start + scale.batch_size], 0)
-    return images
+    runner.generate_shards(runner.plan_shards(test, scale.shard_size), out_dir, generate,
+                           job_fingerprint="evaluate-lora", sample_meta=lambda row: {"id": row["id"]},
+                           batch_size=scale.batch_size, desc="evaluate/lora")
 
 
 def main() -> None:
@@ -46,27 +50,30 @@ def main() -> None:
     if len(test) < 2:
         raise ValueError(f"evaluate needs at least 2 test images, found {len(test)}; raise num_names")
     ids = test["id"].tolist()
-    schnell, dev = read_images(paths.SCHNELL_ENRICHED, ids), read_images(paths.DEV, ids)
 
-    sets = [EvalSet("schnell", schnell), EvalSet("dev", dev),
-            EvalSet("lora", lora_images(params, test.to_dict("records"), device))]
-    heads = {}
-    for name in HEAD_ROWS:
-        if (paths.HEADS / name).is_dir():
-            heads[name] = load_head(name, device)
-            sets.append(EvalSet(name, apply_head(heads[name].model, schnell, cfg.batch_size, device)))
-        else:
-            log.warning("no head '%s' in %s: its row is skipped", name, paths.HEADS)
+    # The LoRA set goes to temporary shards, not memory; removed when the stage ends.
+    with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
+        lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
+        sets = {"lora": shard_set(lora_dir)}
+        for name in HEAD_ROWS:
+            if (paths.HEADS / name).is_dir():
+                sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
+            else:
+                log.warning("no head '%s' in %s: its row is skipped", name, paths.HEADS)
 
-    extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-    clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
-    rows = evaluate_sets(
-        sets, schnell, dev,
-        features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size),
-        clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
-                                             batch_size=cfg.batch_size, device=device),
-        embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector),
-        kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed)
+        extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
+        clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
+        extract = Extractors(
+            features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size),
+            clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
+                                                 batch_size=cfg.batch_size, device=device),
+            embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
+        k = min(cfg.grid_subjects, len(ids))
+        result = evaluate_stream(
+            pair_batches(paths.SCHNELL_ENRICHED, paths.DEV, test.to_dict("records"), cfg.batch_size), sets,
+            extract=extract, kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed,
+            keep=k)
+    rows = result.rows
 
     with stage_run("evaluate", params=loggable(params), profile=params.profile) as run:
         notes = [f"Test split: {len(ids)} subjects. CLIP-IQA via torchmetrics with CLIP `{scale.models.clip_iqa}` "
@@ -74,9 +81,8 @@ def main() -> None:
                  f"`{scale.face_detector}`) cosine to the schnell input and to the dev twin."]
         write_json(paths.METRICS / "quality.json", rows)
         write_text(paths.REPORTS / "quality.md", render_table(rows, smoke=params.is_smoke, notes=notes))
-        k = min(cfg.grid_subjects, len(ids))
-        order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if any(x.name == s for x in sets)]
-        by_name = {s.name: s.images for s in sets}
+        order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]
+        by_name = result.samples
         grid = image_grid([[by_name[n][i] for n in order] for i in range(k)], [LABELS[n].split(" (")[0] for n in order])
         save_png(grid, paths.REPORTS / "quality_samples.png")
         run.log_metrics({name: {k2: v for k2, v in r.items() if isinstance(v, (int, float))} for name, r in rows.items()})
