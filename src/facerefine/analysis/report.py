@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping
 
 from facerefine.analysis.attributes import AGE_BUCKETS, ATTRIBUTES, GENDERS, RACES, diversity_index
-from facerefine.analysis.tsne import Perplexity
+from facerefine.analysis.tsne import Perplexity, TsneSample
 
 # Table 1 of the paper (arXiv 2505.02255 §3.2), as printed there, columns as in ATTRIBUTES.
 PAPER_TABLE1: dict[str, dict[str, str]] = {
@@ -46,7 +46,7 @@ def _index(value: float | None) -> str:
 
 
 def render(summary: Mapping[str, Mapping], *, profile: str, smoke: bool, deepface_spec: str,
-           detector: str, perplexity: Perplexity, figure: str) -> str:
+           detector: str, perplexity: Perplexity, figure: str, sample: TsneSample | None = None) -> str:
     """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE."""
     lines = ["# Diversity of the schnell image sets (paper §3.2, Table 1 and Fig. 3)", ""]
     if smoke:
@@ -90,6 +90,8 @@ def render(summary: Mapping[str, Mapping], *, profile: str, smoke: bool, deepfac
     else:
         lines += [f"![t-SNE of ArcFace face embeddings]({figure})", "",
                   f"Perplexity {perplexity.used:g}" + (f" ({perplexity.note})." if perplexity.note else "."), ""]
+        if sample is not None:  # t-SNE time and memory grow with N, so a large run maps a sample
+            lines += [f"{sample.note}.", ""]
 
     lines += ["## How the numbers are made", "",
               "- DeepFace (pytorch backend) predicts age, gender and race of the main face of each image; "
