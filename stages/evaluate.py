@@ -64,7 +64,9 @@ def main() -> None:
         extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
         clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
         extract = Extractors(
-            features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size),
+            # Inception computes in float32: keeping its features so (not float64) halves what
+            # accumulates per image, and the distances upcast them exactly.
+            features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
             clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
                                                  batch_size=cfg.batch_size, device=device),
             embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))

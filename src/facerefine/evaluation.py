@@ -172,7 +172,7 @@ class SetAccumulator:
     def add(self, images: Images, dev: Images, extract: Extractors) -> None:
         if len(images) != len(dev):
             raise ValueError(f"set '{self.name}': {len(images)} images for a batch of {len(dev)} subjects")
-        self.features.append(extract.features(images).double().cpu())
+        self.features.append(extract.features(images).cpu())  # as computed; float64 only for the distances
         self.clip.append(np.asarray(extract.clip_iqa(images), dtype=np.float64).reshape(-1))
         self.embeddings.append(np.asarray(extract.embed(images)))
         if self.name != DEV:  # dev against itself is not reported
@@ -183,7 +183,7 @@ class SetAccumulator:
         self.count += len(images)
 
     def feature_matrix(self) -> torch.Tensor:
-        return torch.cat(self.features)
+        return torch.cat(self.features).double()
 
     def embedding_matrix(self) -> np.ndarray:
         return np.concatenate(self.embeddings)
