@@ -24,8 +24,8 @@ over the rows of Table 4 (the old code held four sets and stacked two float copi
 ``--legacy-src`` points at a ``src`` folder of the pre-streaming code (e.g. ``git archive
 60619a9 src | tar -x -C /tmp/old``): its evaluate reads every image into memory
 (``read_images`` + ``evaluate_sets``); ``--legacy-limit-mb`` caps its address space
-(RLIMIT_AS) and ``--timeout`` every run; a run that fails is reported as such. The target is a ratio of at most 1.5. Results
-go to ``benchmarks/results/memory_scaling_<device>.json``.
+(RLIMIT_AS) and ``--timeout`` every run; a run that fails is reported as such. The target is
+a ratio of at most 1.5. Results go to ``benchmarks/results/memory_scaling_<device>.json``.
 """
 
 from __future__ import annotations
@@ -64,7 +64,8 @@ def write_set(directory: Path, keys: list[str], size: int, seed: int) -> None:
 
     rng = np.random.default_rng(seed)
     for k, start in enumerate(range(0, len(keys), SHARD_SIZE)):
-        samples = [shards.Sample(key, synthetic_image(rng, size), {"id": key}) for key in keys[start:start + SHARD_SIZE]]
+        samples = [shards.Sample(key, synthetic_image(rng, size), {"id": key})
+                   for key in keys[start:start + SHARD_SIZE]]
         shards.write_shard(directory / shards.shard_name(k), samples, "memory-scaling")
 
 
@@ -107,7 +108,7 @@ def _extractors():
     extractor = fidelity.inception_extractor(weights.inception_weights_path("smoke"))
     clip_model, clip_processor = weights.load_clip("smoke")
     return Extractors(
-        features=lambda ims: fidelity.inception_features(ims, extractor, EVAL_BATCH),
+        features=lambda ims: fidelity.inception_features(ims, extractor, EVAL_BATCH).float(),  # as the stage
         clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, batch_size=EVAL_BATCH),
         embed=lambda ims: arcface_embeddings(ims, "smoke", "skip"))
 
@@ -176,7 +177,8 @@ def measure(stage: str, data: Path, n: int, *, src: Path, threads: int, limit_mb
             timeout: int = 3600) -> dict:
     """One fresh subprocess; its peak RSS, or how it failed."""
     env = {**os.environ, "PYTHONPATH": str(src)}
-    cmd = [sys.executable, __file__, "--child", stage, "--data", str(data), "--n", str(n), "--threads", str(threads)]
+    cmd = [sys.executable, __file__, "--child", stage, "--data", str(data), "--n", str(n),
+           "--threads", str(threads)]
 
     def limit() -> None:  # address-space cap: the legacy code may try to hold more than the machine has
         if limit_mb:
