@@ -11,9 +11,8 @@ import pandas as pd
 from facerefine import paths, weights
 from facerefine.analysis.attributes import summarise
 from facerefine.analysis.diversity import analyse_set
-from facerefine.analysis.embeddings import found_mask
 from facerefine.analysis.report import mlflow_metrics, render
-from facerefine.analysis.tsne import clamp_perplexity, plot_tsne, tsne_2d
+from facerefine.analysis.tsne import plot_tsne, tsne_map
 from facerefine.config import load_params, loggable
 from facerefine.io import write_json, write_parquet, write_text
 from facerefine.stagekit import run_stage
@@ -46,25 +45,30 @@ def main() -> None:
 
         embeddings = np.concatenate([s.embeddings for s in sets.values()])
         groups = np.concatenate([[name.capitalize()] * len(s.keys) for name, s in sets.items()])
-        mask = found_mask(embeddings)
-        perplexity = clamp_perplexity(params.diversity.tsne_perplexity, int(mask.sum()))
+        tsne = tsne_map(embeddings, groups, perplexity=params.diversity.tsne_perplexity,
+                        max_points=params.diversity.tsne_max_points, seed=params.seed)
+        perplexity = tsne.perplexity
         if perplexity.note:
             log.warning("%s", perplexity.note)
-        points = None if perplexity.used is None else tsne_2d(embeddings[mask], perplexity.used, params.seed)
+        log.info("t-SNE: %s", tsne.sample.note)
         title = "t-SNE of ArcFace face embeddings (paper Fig. 3)"
         if standins:
             title += "\nrandom stand-in networks: the map means nothing"
-        plot_tsne(points, groups[mask], FIGURE, title=title, note=perplexity.note)
+        plot_tsne(tsne.points, tsne.groups, FIGURE, title=title,
+                  note=tsne.note if tsne.points is not None else perplexity.note)
 
         write_parquet(TABLE, pd.concat([s.table() for s in sets.values()], ignore_index=True))
         metrics = {"profile": params.profile, "deepface": spec, "detector": detector, "sets": summary,
-                   "tsne": {"points": int(mask.sum()), "perplexity_requested": perplexity.requested,
-                            "perplexity": perplexity.used, "note": perplexity.note}}
+                   "tsne": {"points": tsne.sample.shown, "faces": tsne.sample.total,
+                            "max_points": params.diversity.tsne_max_points,
+                            "perplexity_requested": perplexity.requested, "perplexity": perplexity.used,
+                            "note": perplexity.note}}
         write_json(METRICS, metrics)
         write_text(REPORT, render(summary, profile=params.profile, standins=standins, deepface_spec=spec,
-                                  detector=detector, perplexity=perplexity,
+                                  detector=detector, perplexity=perplexity, sample=tsne.sample,
                                   figure=FIGURE.relative_to(REPORT.parent).as_posix()))
-        run.log_metrics({**mlflow_metrics(summary), "tsne.points": int(mask.sum()),
+        run.log_metrics({**mlflow_metrics(summary), "tsne.points": tsne.sample.shown,
+                         "tsne.faces": tsne.sample.total,
                          "tsne.perplexity": perplexity.used, "seconds": round(time.perf_counter() - t0, 2)})
         for artifact in (FIGURE, TABLE, REPORT, METRICS):
             run.log_artifact(artifact)

@@ -1,6 +1,7 @@
 """Stage `evaluate`: Table 4 on the test split, plus KID, identity and sample grids (paper §5.4)."""
 
 import logging
+import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -9,10 +10,12 @@ from facerefine import paths, weights
 from facerefine.analysis.embeddings import arcface_embeddings
 from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
-from facerefine.data.datasets import read_images
 from facerefine.distributed import topology
-from facerefine.evaluation import LABELS, EvalSet, apply_head, evaluate_sets, render_table
+from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, pair_batches,
+                                  render_table, shard_set)
+from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
+from facerefine.generation.stage import effective_dtype
 from facerefine.heads import load_head
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
@@ -64,17 +67,18 @@ def preflight(params: Params) -> list[str]:
     return selected_heads(params)
 
 
-def lora_images(params, rows: list[dict], device) -> list:
-    """schnell with the realism LoRA, same prompts and seeds as the schnell test images."""
+def lora_shards(params, test: pd.DataFrame, device, out_dir: Path) -> None:
+    """schnell with the realism LoRA, same prompts and seeds as the schnell test images, written
+    shard by shard to ``out_dir``: the FLUX pipeline is freed before the metric networks load,
+    and the LoRA images are read back batch by batch like every other row."""
     scale = params.scale
-    pipe = weights.load_flux_for(scale, "schnell", dtype="float32" if device.type == "cpu" else scale.dtype,
-                                 device=device)
+    # the dtype generate_schnell used, so the LoRA row differs from the schnell row by the LoRA only
+    pipe = weights.load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology()), device=device)
     load_lora(pipe, params)
     generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
-    images = []
-    for start in range(0, len(rows), scale.batch_size):
-        images += generate(rows[start:start + scale.batch_size], 0)
-    return images
+    runner.generate_shards(runner.plan_shards(test, scale.shard_size), out_dir, generate,
+                           job_fingerprint="evaluate-lora", sample_meta=lambda row: {"id": row["id"]},
+                           batch_size=scale.batch_size, desc="evaluate/lora")
 
 
 def main() -> None:
@@ -87,24 +91,29 @@ def main() -> None:
     if len(test) < 2:
         raise ValueError(f"evaluate needs at least 2 test images, found {len(test)}; raise num_names")
     ids = test["id"].tolist()
-    schnell, dev = read_images(paths.SCHNELL_ENRICHED, ids), read_images(paths.DEV, ids)
 
-    sets = [EvalSet("schnell", schnell), EvalSet("dev", dev),
-            EvalSet("lora", lora_images(params, test.to_dict("records"), device))]
-    heads = {}
-    for name in head_names:
-        heads[name] = load_head(name, device)
-        sets.append(EvalSet(name, apply_head(heads[name].model, schnell, cfg.batch_size, device)))
+    # The LoRA set goes to temporary shards, not memory; removed when the stage ends.
+    with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
+        lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
+        sets = {"lora": shard_set(lora_dir)}
+        for name in head_names:
+            sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
 
-    extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-    clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
-    rows = evaluate_sets(
-        sets, schnell, dev,
-        features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size),
-        clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
-                                             batch_size=cfg.batch_size, device=device),
-        embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector),
-        kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed)
+        extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
+        clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
+        extract = Extractors(
+            # Inception computes in float32: keeping its features so (not float64) halves what
+            # accumulates per image, and the distances upcast them exactly.
+            features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
+            clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
+                                                 batch_size=cfg.batch_size, device=device),
+            embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
+        k = min(cfg.grid_subjects, len(ids))
+        result = evaluate_stream(
+            pair_batches(paths.SCHNELL_ENRICHED, paths.DEV, test.to_dict("records"), cfg.batch_size), sets,
+            extract=extract, kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed,
+            keep=k)
+    rows = result.rows
 
     with stage_run("evaluate", params=loggable(params), profile=params.profile) as run:
         notes = [f"Test split: {len(ids)} subjects. CLIP-IQA with CLIP `{scale.models.clip_iqa}` and "
@@ -116,9 +125,8 @@ def main() -> None:
         write_json(paths.METRICS / "quality.json", rows)
         write_text(paths.REPORTS / "quality.md",
                    render_table(rows, standins=standins(params), notes=notes))
-        k = min(cfg.grid_subjects, len(ids))
-        order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if any(x.name == s for x in sets)]
-        by_name = {s.name: s.images for s in sets}
+        order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]
+        by_name = result.samples
         grid = image_grid([[by_name[n][i] for n in order] for i in range(k)], [LABELS[n].split(" (")[0] for n in order])
         save_png(grid, paths.REPORTS / "quality_samples.png")
         run.log_metrics({name: {k2: v for k2, v in r.items() if isinstance(v, (int, float))} for name, r in rows.items()})

@@ -8,7 +8,8 @@ import pytest
 
 from facerefine.analysis import attributes as A
 from facerefine.analysis.report import PAPER_TABLE1, mlflow_metrics, paper_fractions, render
-from facerefine.analysis.tsne import MIN_POINTS, clamp_perplexity, plot_tsne, tsne_2d
+from facerefine.analysis.tsne import (MIN_POINTS, allocate, clamp_perplexity, plot_tsne, stratified_sample,
+                                     tsne_2d, tsne_map)
 
 
 @pytest.mark.parametrize("age, bucket", [
@@ -160,3 +161,46 @@ def test_mlflow_metric_names_are_valid():
     assert metrics["enriched.no_face"] == 1.0
     assert "enriched.gender.diversity_index" not in metrics  # undefined, not 0
     assert all(re.fullmatch(r"[\w.\-/ ]+", k) for k in metrics)  # MLflow's allowed characters
+
+
+def test_tsne_sample_keeps_every_point_when_there_are_no_more_than_max():
+    groups = ["Baseline"] * 3 + ["Enriched"] * 5
+    for cap in (8, 100):
+        sample = stratified_sample(groups, cap, seed=1)
+        assert sample.indices.tolist() == list(range(8))
+        assert sample.counts == {"Baseline": (3, 3), "Enriched": (5, 5)}
+        assert sample.note == "Shown: all 8 face embeddings"
+
+
+def test_tsne_sample_is_stratified_by_set_and_seeded():
+    groups = np.array(["Baseline"] * 100 + ["Enriched"] * 1400)
+    sample = stratified_sample(groups, 150, seed=3)
+    assert sample.shown == 150 and sample.total == 1500
+    assert sample.counts == {"Baseline": (10, 100), "Enriched": (140, 1400)}  # each set keeps its share
+    assert (groups[sample.indices] == "Baseline").sum() == 10
+    assert np.all(np.diff(sample.indices) > 0)  # sorted, no repeats
+    assert np.array_equal(sample.indices, stratified_sample(groups, 150, seed=3).indices)  # deterministic
+    assert not np.array_equal(sample.indices, stratified_sample(groups, 150, seed=4).indices)
+    assert "150 of 1,500" in sample.note and "Baseline 10 of 100; Enriched 140 of 1,400" in sample.note
+    # A set's sample depends on its own seed stream: growing the other set leaves it alone.
+    grown = np.array(["Baseline"] * 100 + ["Enriched"] * 2900)
+    again = stratified_sample(grown, 300, seed=3)
+    assert np.array_equal(again.indices[:10], sample.indices[:10])
+
+
+def test_allocation_is_proportional_and_keeps_small_sets_on_the_map():
+    assert allocate([1, 2, 7], 5) == [1, 1, 3]  # largest remainder, ties to the earlier set
+    assert sum(allocate([333, 333, 334], 100)) == 100
+    assert allocate([1, 10_000], 10) == [1, 9]  # a proportional 0.001 would drop the small set
+    assert allocate([0, 50], 10) == [0, 10]
+
+
+def test_tsne_map_drops_faceless_rows_and_bounds_the_points():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(40, 16))
+    emb[::5] = np.nan  # 8 images without a face
+    groups = ["Baseline"] * 10 + ["Enriched"] * 30
+    m = tsne_map(emb, groups, perplexity=30, max_points=12, seed=2)
+    assert m.points.shape == (12, 2) and len(m.groups) == 12
+    assert m.sample.counts == {"Baseline": (3, 8), "Enriched": (9, 24)}
+    assert m.perplexity.used == 11 and "12 of 32" in m.note and "clamped" in m.note

@@ -60,12 +60,14 @@ def test_stage_writes_table1_metrics_report_figure_and_table(project, monkeypatc
     assert sum(enriched["race"]["fractions"].values()) == pytest.approx(1.0)
     # ages 15 + 7i, i = 0 and 4 without a face: 22 29 | 36 50 | 57 64
     assert enriched["age"]["counts"] == {"18-30": 2, "31-50": 2, "50+": 2}
-    assert metrics["tsne"] == {"points": 9, "perplexity_requested": 30.0, "perplexity": 8.0,
-                               "note": metrics["tsne"]["note"]} and "clamped" in metrics["tsne"]["note"]
+    assert metrics["tsne"] == {"points": 9, "faces": 9, "max_points": 10_000, "perplexity_requested": 30.0,
+                               "perplexity": 8.0, "note": metrics["tsne"]["note"]}
+    assert "clamped" in metrics["tsne"]["note"]
 
     report = (project / "reports/diversity.md").read_text()
     assert "> **Stand-in networks:** schnell (smoke), deepface (smoke)" in report
     assert "| Enriched |" in report and "(diversity_tsne.png)" in report
+    assert "Shown: all 9 face embeddings." in report
     assert (project / "reports/diversity_tsne.png").read_bytes()[:4] == b"\x89PNG"
 
     table = pd.read_parquet(project / "data/diversity/attributes.parquet")
@@ -119,3 +121,16 @@ def test_float_noise_of_the_models_does_not_reach_the_table_bytes(tmp_path):
     table = pd.read_parquet(tmp_path / "a.parquet")
     assert table.loc[0, "p_male"] == 0.5 and table.loc[0, "p_white"] == 0.166 and table.loc[0, "face_confidence"] == 0.973
     assert pd.isna(table.loc[1, "p_male"]) and pd.isna(table.loc[1, "age"])
+
+
+def test_stage_maps_a_stratified_sample_above_tsne_max_points(project, monkeypatch):
+    text = (project / "params.yaml").read_text().replace("tsne_max_points: 10000", "tsne_max_points: 6")
+    (project / "params.yaml").write_text(text)
+    stage = load_stage()
+    monkeypatch.setattr(stage, "analyse_set", fake_analyse(no_face_every=0))
+    stage.main()
+    tsne = json.loads((project / "metrics/diversity.json").read_text())["tsne"]
+    assert (tsne["points"], tsne["faces"], tsne["max_points"], tsne["perplexity"]) == (6, 12, 6, 5.0)
+    report = (project / "reports/diversity.md").read_text()
+    assert ("Shown: 6 of 12 face embeddings, a seeded sample stratified by set "
+            "(Baseline 2 of 4; Enriched 4 of 8).") in report

@@ -61,7 +61,7 @@ def no_generation(*args, **kwargs):
 def test_bad_lora_file_stops_main_before_any_generation(evaluate, lora_folder, heads_dir, monkeypatch, name, message):
     params = smoke_params(**{"models.lora": str(lora_folder), "models.lora_weight_name": name})
     monkeypatch.setattr(evaluate, "load_params", lambda: params)
-    for stage_step in ("read_images", "lora_images", "apply_head", "topology"):
+    for stage_step in ("lora_shards", "pair_batches", "head_set", "topology"):
         monkeypatch.setattr(evaluate, stage_step, no_generation)
     monkeypatch.setattr(evaluate.pd, "read_parquet", no_generation)
     with pytest.raises(FileNotFoundError, match=message):

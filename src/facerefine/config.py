@@ -215,6 +215,9 @@ class Profile(_Strict):
 
 class DiversityParams(_Strict):
     tsne_perplexity: Annotated[float, Field(gt=0)]  # clamped below the sample count
+    # t-SNE time and memory grow with N: more faces than this are sampled, stratified by set.
+    # At least 3, the fewest points t-SNE maps (analysis.tsne.MIN_POINTS).
+    tsne_max_points: Annotated[int, Field(ge=3)] = 10_000
     batch_size: PositiveInt
 
 

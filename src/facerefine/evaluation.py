@@ -13,18 +13,27 @@ schnell input and the dev twin with the count of lost faces (FastFace §5.1),
 and SSIM/PSNR against the dev twin (reference only: the paper found them
 unreliable). Numbers from fewer images than FID's 2048 feature dimensions are
 flagged low-confidence.
+
+Memory is bounded in N: the test subjects stream through in batches
+(:func:`pair_batches` reads each image from its shard when its batch comes),
+every row's images are made batch by batch, and only per-image features
+accumulate (Inception features, CLIP-IQA scores, ArcFace embeddings, per-image
+SSIM/PSNR). Every feature of an image depends on that image alone, so the
+numbers do not depend on the batch size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from facerefine.data.datasets import to_image, to_tensor
+from facerefine.data.datasets import index_images, read_image, to_image, to_tensor
+from facerefine.data.shards import ShardError
 from facerefine.metrics import fidelity
 from facerefine.metrics.identity import identity_summary
 from facerefine.metrics.image import psnr, ssim
@@ -42,10 +51,72 @@ LABELS = {"schnell": "FLUX.1-schnell", "dev": "FLUX.1-dev", "lora": "LoRA Realis
           "cyclegan": "CycleGAN (non-pairwise)", "esa": "ESA-CycleGAN (non-pairwise)"}
 
 
-@dataclass
-class EvalSet:
-    name: str
-    images: list[Image.Image]
+Images = Sequence[Image.Image]
+
+
+@dataclass(frozen=True)
+class PairBatch:
+    """One batch of test subjects, aligned by id: manifest rows and their schnell and dev images.
+    ``start`` is the index of the batch's first subject in the whole test split."""
+
+    start: int
+    rows: list[dict]
+    schnell: list[Image.Image]
+    dev: list[Image.Image]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+# A row's images for one batch of subjects, e.g. a head applied to ``batch.schnell``.
+Produce = Callable[[PairBatch], Images]
+
+
+class ShardImages:
+    """Random access by id to the images of one shard folder: the index holds only each PNG's
+    location, and an image is decoded when asked for, so a set is never held in memory."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.index = index_images(self.directory)
+
+    def missing(self, ids: Sequence[str]) -> list[str]:
+        return [i for i in ids if i not in self.index]
+
+    def __call__(self, ids: Sequence[str]) -> list[Image.Image]:
+        absent = self.missing(ids)
+        if absent:
+            raise ShardError(f"{len(absent)} id(s) not found in {self.directory}: {absent[:5]}")
+        return [read_image(self.index[i]) for i in ids]
+
+
+def pair_batches(schnell_dir: str | Path, dev_dir: str | Path, rows: Sequence[dict],
+                 batch_size: int) -> Iterator[PairBatch]:
+    """Stream the test subjects in batches, reading each image from its shard only when its
+    batch comes. Every id is checked up front so a missing image fails before any work."""
+    if batch_size < 1:
+        raise ValueError(f"batch size must be >= 1 (got {batch_size})")
+    schnell, dev = ShardImages(schnell_dir), ShardImages(dev_dir)
+    ids = [r["id"] for r in rows]
+    for source in (schnell, dev):
+        absent = source.missing(ids)
+        if absent:
+            raise ShardError(f"{len(absent)} test id(s) not found in {source.directory}: {absent[:5]}")
+    for start in range(0, len(rows), batch_size):
+        chunk = list(rows[start:start + batch_size])
+        keys = [r["id"] for r in chunk]
+        yield PairBatch(start, chunk, schnell(keys), dev(keys))
+
+
+def shard_set(directory: str | Path) -> Produce:
+    """A row whose images already sit in shards (e.g. the LoRA set), read batch by batch."""
+    images = ShardImages(directory)
+    return lambda batch: images([r["id"] for r in batch.rows])
+
+
+def head_set(model: torch.nn.Module, batch_size: int, device: torch.device | str = "cpu") -> Produce:
+    """A row made by a head from the schnell images of each batch."""
+    return lambda batch: apply_head(model, batch.schnell, batch_size, device)
 
 
 @torch.inference_mode()
@@ -60,34 +131,106 @@ def apply_head(model: torch.nn.Module, images: Sequence[Image.Image], batch_size
     return out
 
 
-def pixel_metrics(images: Sequence[Image.Image], targets: Sequence[Image.Image]) -> dict[str, float]:
+def pixel_scores(images: Images, targets: Images) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image SSIM and PSNR against the targets, as float64 (N,) arrays. Kept per image so a
+    set's mean is the same whatever the batching (a float32 running mean is not)."""
     x = torch.stack([to_tensor(im) for im in images])
     y = torch.stack([to_tensor(im) for im in targets])
-    return {"ssim_dev": float(ssim(x, y).mean()), "psnr_dev": float(psnr(x, y).mean())}
+    return (ssim(x, y, reduction="none").double().numpy(), psnr(x, y, reduction="none").double().numpy())
 
 
-def evaluate_sets(
-    sets: Sequence[EvalSet],
-    schnell: Sequence[Image.Image],
-    dev: Sequence[Image.Image],
+def pixel_metrics(images: Images, targets: Images) -> dict[str, float]:
+    s, p = pixel_scores(images, targets)
+    return {"ssim_dev": float(s.mean()), "psnr_dev": float(p.mean())}
+
+
+@dataclass(frozen=True)
+class Extractors:
+    """Per-batch feature functions, injected so tests can fake them. Each maps a batch of images
+    to one row per image, and a row must not depend on the rest of the batch."""
+
+    features: Callable[[Images], torch.Tensor]   # (b, D) Inception pool features
+    clip_iqa: Callable[[Images], np.ndarray]     # (b,) CLIP-IQA scores
+    embed: Callable[[Images], np.ndarray]        # (b, 512) ArcFace embeddings, NaN rows: no face
+
+
+@dataclass
+class SetAccumulator:
+    """What one row keeps while the images stream past: per-image features and scores, and the
+    first ``keep`` images for the sample grid. Never the set's images."""
+
+    name: str
+    keep: int = 0
+    features: list[torch.Tensor] = field(default_factory=list)
+    clip: list[np.ndarray] = field(default_factory=list)
+    embeddings: list[np.ndarray] = field(default_factory=list)
+    ssim: list[np.ndarray] = field(default_factory=list)
+    psnr: list[np.ndarray] = field(default_factory=list)
+    samples: list[Image.Image] = field(default_factory=list)
+    count: int = 0
+
+    def add(self, images: Images, dev: Images, extract: Extractors) -> None:
+        if len(images) != len(dev):
+            raise ValueError(f"set '{self.name}': {len(images)} images for a batch of {len(dev)} subjects")
+        self.features.append(extract.features(images).cpu())  # as computed; float64 only for the distances
+        self.clip.append(np.asarray(extract.clip_iqa(images), dtype=np.float64).reshape(-1))
+        self.embeddings.append(np.asarray(extract.embed(images)))
+        if self.name != DEV:  # dev against itself is not reported
+            s, p = pixel_scores(images, dev)
+            self.ssim.append(s)
+            self.psnr.append(p)
+        self.samples.extend(list(images[:max(0, self.keep - len(self.samples))]))
+        self.count += len(images)
+
+    def feature_matrix(self) -> torch.Tensor:
+        return torch.cat(self.features).double()
+
+    def embedding_matrix(self) -> np.ndarray:
+        return np.concatenate(self.embeddings)
+
+
+@dataclass(frozen=True)
+class StreamResult:
+    rows: dict[str, dict]
+    samples: dict[str, list[Image.Image]]  # the first ``keep`` images of every row
+
+
+def evaluate_stream(
+    batches: Iterable[PairBatch],
+    sets: Mapping[str, Produce],
     *,
-    features: Callable[[Sequence[Image.Image]], torch.Tensor],
-    clip_iqa: Callable[[Sequence[Image.Image]], np.ndarray],
-    embed: Callable[[Sequence[Image.Image]], np.ndarray],
+    extract: Extractors,
     kid_subset_size: int,
     kid_subsets: int,
     seed: int,
-) -> dict[str, dict]:
-    """One metrics dict per set; ``features``/``clip_iqa``/``embed`` are injected so tests can fake them."""
-    feats = {SCHNELL: features(schnell), DEV: features(dev)}
-    emb = {SCHNELL: embed(schnell), DEV: embed(dev)}
+    keep: int = 0,
+) -> StreamResult:
+    """Table 4 in one pass over the test subjects. schnell and dev are always accumulated (they
+    are the references); ``sets`` names the other rows. Rows come schnell, dev, then ``sets``."""
+    names = [SCHNELL, DEV, *[n for n in sets if n not in (SCHNELL, DEV)]]
+    produce: dict[str, Produce] = {SCHNELL: lambda b: b.schnell, DEV: lambda b: b.dev, **dict(sets)}
+    acc = {n: SetAccumulator(n, keep) for n in names}
+    for batch in batches:
+        for name in names:
+            acc[name].add(produce[name](batch), batch.dev, extract)
+    rows = summarise_sets(acc, kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, seed=seed)
+    return StreamResult(rows, {n: a.samples for n, a in acc.items()})
+
+
+def summarise_sets(acc: Mapping[str, SetAccumulator], *, kid_subset_size: int, kid_subsets: int,
+                   seed: int) -> dict[str, dict]:
+    """One metrics dict per accumulated set, from its per-image features alone."""
+    if acc[SCHNELL].count < 2:
+        raise ValueError(f"evaluation needs at least 2 test images, got {acc[SCHNELL].count}")
+    feats = {ref: acc[ref].feature_matrix() for ref in (SCHNELL, DEV)}
+    emb = {ref: acc[ref].embedding_matrix() for ref in (SCHNELL, DEV)}
     rows: dict[str, dict] = {}
-    for s in sets:
-        f = feats.get(s.name) if s.name in (SCHNELL, DEV) else features(s.images)
-        e = emb.get(s.name) if s.name in (SCHNELL, DEV) else embed(s.images)
-        row: dict = {"images": len(s.images), "low_confidence": len(s.images) < fidelity.FID_MIN_RELIABLE}
+    for name, a in acc.items():
+        f = feats.get(name) if name in feats else a.feature_matrix()
+        e = emb.get(name) if name in emb else a.embedding_matrix()
+        row: dict = {"images": a.count, "low_confidence": a.count < fidelity.FID_MIN_RELIABLE}
         for ref in (SCHNELL, DEV):
-            if s.name == ref:  # a set against itself: 0 by definition, shown as "–"
+            if name == ref:  # a set against itself: 0 by definition, shown as "–"
                 row[f"fid_{ref}"] = row[f"kid_{ref}_mean"] = row[f"kid_{ref}_std"] = None
                 continue
             row[f"fid_{ref}"] = fidelity.fid(f, feats[ref])
@@ -96,14 +239,59 @@ def evaluate_sets(
             row["kid_subset_size"] = k.subset_size
         both = row["fid_schnell"] is not None and row["fid_dev"] is not None
         row["fid_diff"] = fidelity.fid_diff(row["fid_schnell"], row["fid_dev"]) if both else None
-        row["clip_iqa"] = float(np.mean(clip_iqa(s.images)))
+        row["clip_iqa"] = float(np.mean(np.concatenate(a.clip)))
         for ref in (SCHNELL, DEV):
-            ident = identity_summary(e, emb[ref]) if s.name != ref else {"cos_mean": None, "pairs": 0}
+            ident = identity_summary(e, emb[ref]) if name != ref else {"cos_mean": None, "pairs": 0}
             row[f"identity_cos_{ref}"] = ident["cos_mean"]
         row["face_fail"] = int((~np.isfinite(e).all(axis=1)).sum())
-        row.update(pixel_metrics(s.images, dev) if s.name != DEV else {"ssim_dev": None, "psnr_dev": None})
-        rows[s.name] = row
+        if name == DEV:
+            row.update(ssim_dev=None, psnr_dev=None)
+        else:
+            row.update(ssim_dev=float(np.concatenate(a.ssim).mean()), psnr_dev=float(np.concatenate(a.psnr).mean()))
+        rows[name] = row
     return rows
+
+
+@dataclass
+class EvalSet:
+    """A row held in memory (small data and tests); the stage streams with :func:`evaluate_stream`."""
+
+    name: str
+    images: list[Image.Image]
+
+
+def memory_batches(schnell: Images, dev: Images, batch_size: int) -> Iterator[PairBatch]:
+    """In-memory lists as a batch stream (rows carry only the position)."""
+    if len(schnell) != len(dev):
+        raise ValueError(f"{len(schnell)} schnell images but {len(dev)} dev images")
+    for start in range(0, len(schnell), batch_size):
+        stop = start + batch_size
+        rows = [{"id": str(i)} for i in range(start, min(stop, len(schnell)))]
+        yield PairBatch(start, rows, list(schnell[start:stop]), list(dev[start:stop]))
+
+
+def evaluate_sets(
+    sets: Sequence[EvalSet],
+    schnell: Images,
+    dev: Images,
+    *,
+    features: Callable[[Images], torch.Tensor],
+    clip_iqa: Callable[[Images], np.ndarray],
+    embed: Callable[[Images], np.ndarray],
+    kid_subset_size: int,
+    kid_subsets: int,
+    seed: int,
+    batch_size: int = 64,
+) -> dict[str, dict]:
+    """One metrics dict per set of in-memory images, in the order of ``sets``; streamed in
+    batches like the stage, so the numbers are those of :func:`evaluate_stream`."""
+    produce: dict[str, Produce] = {
+        s.name: (lambda b, ims=s.images: ims[b.start:b.start + len(b)])
+        for s in sets if s.name not in (SCHNELL, DEV)}
+    result = evaluate_stream(memory_batches(schnell, dev, batch_size), produce,
+                             extract=Extractors(features, clip_iqa, embed),
+                             kid_subset_size=kid_subset_size, kid_subsets=kid_subsets, seed=seed)
+    return {s.name: result.rows[s.name] for s in sets}
 
 
 def _cell(value, digits: int = 3) -> str:

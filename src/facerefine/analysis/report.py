@@ -6,7 +6,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from facerefine.analysis.attributes import AGE_BUCKETS, ATTRIBUTES, GENDERS, RACES, diversity_index
-from facerefine.analysis.tsne import Perplexity
+from facerefine.analysis.tsne import Perplexity, TsneSample
 
 # Table 1 of the paper (arXiv 2505.02255 §3.2), as printed there, columns as in ATTRIBUTES.
 PAPER_TABLE1: dict[str, dict[str, str]] = {
@@ -40,7 +40,7 @@ def _index(value: float | None) -> str:
 
 
 def render(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[str], deepface_spec: str,
-           detector: str, perplexity: Perplexity, figure: str) -> str:
+           detector: str, perplexity: Perplexity, figure: str, sample: TsneSample | None = None) -> str:
     """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE.
     ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
     from facerefine.weights import standin_banner
@@ -89,6 +89,8 @@ def render(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[s
     else:
         lines += [f"![t-SNE of ArcFace face embeddings]({figure})", "",
                   f"Perplexity {perplexity.used:g}" + (f" ({perplexity.note})." if perplexity.note else "."), ""]
+        if sample is not None:  # t-SNE time and memory grow with N, so a large run maps a sample
+            lines += [f"{sample.note}.", ""]
 
     lines += ["## How the numbers are made", "",
               "- DeepFace (pytorch backend) predicts age, gender and race of the main face of each image; "

@@ -58,15 +58,6 @@ def read_image(member: Member) -> Image.Image:
         raise shards.ShardError(f"{member.shard}: image at offset {member.offset} is unreadable: {err}") from err
 
 
-def read_images(directory: str | Path, ids: list[str]) -> list[Image.Image]:
-    """The images of these ids, in order (for evaluation sets that fit in memory)."""
-    index = index_images(directory)
-    missing = [i for i in ids if i not in index]
-    if missing:
-        raise shards.ShardError(f"{len(missing)} id(s) not found in {directory}: {missing[:5]}")
-    return [read_image(index[i]) for i in ids]
-
-
 def to_tensor(image: Image.Image, size: int | None = None) -> torch.Tensor:
     """PIL RGB -> float tensor in [-1, 1], CHW, optionally resized (bicubic) to size×size."""
     if size is not None and image.size != (size, size):
