@@ -396,19 +396,36 @@ def test_reference_generator_flops_match_the_published_396_gflop_and_scale_with_
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    """A project dir with params and two tiny heads: a U-Net
-    that fits 32², and an ESA generator that needs >= 60 px, so its 32² cells are skipped."""
-    from facerefine.heads import save_head
-    from facerefine.models.cyclegan import ResnetGenerator
-    from facerefine.models.resunet_cbam import ResUNetCBAM
-
+    """A project dir whose params train tiny heads: a U-Net and a CycleGAN that fit 32², and an
+    ESA generator that needs >= 60 px, so its 32² cells are skipped. No head is trained: the
+    benchmark builds them from these params."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
+    raw["profiles"]["smoke"]["unet"].update(base_channels=4, depth=2)
+    raw["profiles"]["smoke"]["cyclegan"].update(ngf=4, n_blocks=1)
+    raw["cyclegan"]["esa_placement"] = "blocks"
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    torch.manual_seed(0)
-    save_head(tmp_path / "models/heads/unet", ResUNetCBAM(base_channels=4, depth=2), name="unet")
-    save_head(tmp_path / "models/heads/esa", ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa")
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def test_benchmarked_heads_are_the_trained_architectures():
+    """The benchmark times heads built from the params; they must be what the trainers build."""
+    from facerefine.config import load_params
+    from facerefine.heads import architectures
+    from facerefine.models.resunet_cbam import ResUNetCBAM
+    from facerefine.train.cycle import CycleConfig
+
+    params = load_params()
+    built = architectures(params)
+    scale = params.scale
+    assert built["unet"].config() == ResUNetCBAM(base_channels=scale.unet.base_channels,
+                                                 depth=scale.unet.depth).config()
+    for variant in ("cyclegan", "esa"):
+        trained = CycleConfig(variant=variant, esa_placement=params.cyclegan.esa_placement, lambda_cyc=2.0,
+                              lr=1e-4, ngf=scale.cyclegan.ngf, n_blocks=scale.cyclegan.n_blocks).generator()
+        assert built[variant].config() == trained.config()
+    assert built["esa"].config() != built["cyclegan"].config()
+    assert not any(m.training for m in built.values())
 
 
 def load_stage():
@@ -438,10 +455,10 @@ def test_stage_writes_metrics_figure_and_report(project):
         assert rec["steps"] == steps and rec["timing"]["repeats"] == 1 and rec["timing"]["warmup_s"] == []
         assert rec["images_per_second"] == pytest.approx(1 / rec["seconds_per_image"], rel=1e-3)
     assert result["text_encoding"]["dev"]["seconds_per_call"] > 0
-    assert set(result["schnell_plus_head"]) == {"unet", "esa"}  # the reference is timed alone only
+    assert set(result["schnell_plus_head"]) == {"unet", "cyclegan", "esa"}  # the reference is timed alone only
     assert "seconds_per_image" in result["schnell_plus_head"]["unet"]["32"]
     assert "at least 60" in result["schnell_plus_head"]["esa"]["32"]["skipped"]
-    assert set(result["heads"]) == {"unet", "esa", "reference"}
+    assert set(result["heads"]) == {"unet", "cyclegan", "esa", "reference"}
     ref = result["heads"]["reference"]["resolutions"]["32"]
     assert ref["gflop_per_image"] == pytest.approx(396.4 / 256, rel=0.01)
     assert set(ref["batches"]) == {"1", "2"} and ref["batches"]["2"]["images_per_call"] == 2

@@ -22,7 +22,7 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -31,6 +31,9 @@ from facerefine import paths
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
 from facerefine.train.checkpoint import unwrap
+
+if TYPE_CHECKING:
+    from facerefine.config import Params
 
 HEADS_DIR = paths.HEADS
 WEIGHTS = "model.safetensors"
@@ -109,6 +112,20 @@ class Head:
         head = load_head(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
                          local_files_only=local_files_only)
         return head if type(head) is cls else cls(head.model, head.config, head.path)
+
+
+def architectures(params: Params) -> dict[str, torch.nn.Module]:
+    """The heads the params train (``unet``, ``cyclegan``, ``esa``), built with random weights
+    in eval mode. Their latency depends on the architecture, never on the weights' values, so
+    the benchmark times these and does not re-run when training changes the weights."""
+    unet, cycle = params.scale.unet, params.scale.cyclegan
+    torch.manual_seed(0)
+    return {
+        "unet": ResUNetCBAM(base_channels=unet.base_channels, depth=unet.depth).eval(),
+        "cyclegan": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks, esa=None).eval(),
+        "esa": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks,
+                               esa=params.cyclegan.esa_placement).eval(),
+    }
 
 
 def kind_of(model: torch.nn.Module) -> str:

@@ -16,13 +16,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from facerefine import paths
 from facerefine.bench.derived import (PAPER, achieved_tflops, compute_bound_images_per_second, derive_all,
                                       dev_key, images_per_second, paper_reference, peak_tflops_for,
                                       seconds_per_image)
@@ -38,7 +36,7 @@ log = logging.getLogger("facerefine.bench")
 
 @dataclass
 class BenchHead:
-    """A head to time: a trained head directory, a paper-size random one (arch), or the reference."""
+    """A head to time: a trained architecture (random weights), a paper-size one (arch), or the reference."""
 
     name: str
     model: nn.Module
@@ -64,20 +62,20 @@ REFERENCE = "reference"
 REFERENCE_CONFIG = {"in_channels": 3, "out_channels": 3, "ngf": 64, "n_blocks": 9, "esa": None}
 
 
-def collect_heads(mode: str, params: Params, heads_dir: Path = paths.HEADS) -> list[BenchHead]:
-    """Every head directory in ``heads_dir`` (arch mode: paper-size random heads) + the reference."""
+def collect_heads(mode: str, params: Params) -> list[BenchHead]:
+    """The heads the params train, with random weights (latency does not depend on the weights'
+    values; arch mode: at the paper's size whatever the profile) + the reference."""
     from facerefine.flux_arch import arch_heads
-    from facerefine.heads import load_head
+    from facerefine.heads import architectures
     from facerefine.models.cyclegan import ResnetGenerator
 
-    heads: list[BenchHead] = []
     if mode == "arch":
-        for name, model in arch_heads(params.cyclegan.esa_placement).items():
-            heads.append(BenchHead(name, model, "random weights, paper size (arch mode)"))
-    elif heads_dir.is_dir():
-        for directory in sorted(p for p in heads_dir.iterdir() if (p / "config.json").is_file()):
-            head = load_head(directory)
-            heads.append(BenchHead(directory.name, head.model, directory.as_posix()))
+        source = "random weights, paper size (arch mode)"
+        models = arch_heads(params.cyclegan.esa_placement)
+    else:
+        source = "random weights, the trained architecture (params)"
+        models = architectures(params)
+    heads = [BenchHead(name, model, source) for name, model in models.items()]
     if not any(isinstance(h.model, ResnetGenerator) and h.model.config() == REFERENCE_CONFIG for h in heads):
         torch.manual_seed(0)
         heads.append(BenchHead(REFERENCE, ResnetGenerator(**REFERENCE_CONFIG).eval(),
@@ -193,8 +191,7 @@ def _pipeline_dtype(mode: str, params: Params) -> str:
     return "bfloat16" if mode == "arch" else params.scale.dtype
 
 
-def run_benchmark(params: Params, options: RunOptions = RunOptions(), *,
-                  heads_dir: Path = paths.HEADS) -> dict[str, Any]:
+def run_benchmark(params: Params, options: RunOptions = RunOptions()) -> dict[str, Any]:
     """Time dev (at every ``bench.dev_steps``) and schnell text-to-image, schnell + each head,
     and each head alone, at every resolution; return the JSON-ready result (``write_outputs``)."""
     device = resolve_device(options.device)
@@ -204,12 +201,12 @@ def run_benchmark(params: Params, options: RunOptions = RunOptions(), *,
     try:
         if params.scale.bench.threads is not None:
             torch.set_num_threads(params.scale.bench.threads)
-        return _run(params, mode, options, device, heads_dir)
+        return _run(params, mode, options, device)
     finally:
         torch.set_num_threads(threads)  # callers (tests, the CLI) keep their setting
 
 
-def _run(params: Params, mode: str, options: RunOptions, device: torch.device, heads_dir: Path) -> dict[str, Any]:
+def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -> dict[str, Any]:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # conv algorithms picked during the warm-up
         total = torch.cuda.get_device_properties(device).total_memory
@@ -221,7 +218,7 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device, h
     bench = Bench(params, mode, options, device)
     pipe_dtype = _pipeline_dtype(mode, params)
     prompt = params.prompts.baseline_prompt  # content is irrelevant: prompts are padded
-    heads = collect_heads(mode, params, heads_dir)
+    heads = collect_heads(mode, params)
     sizes = params.scale.bench.resolutions
     t_start = time.perf_counter()
 
