@@ -11,7 +11,7 @@ import pandas as pd
 from facerefine import paths, weights
 from facerefine.analysis.attributes import summarise
 from facerefine.analysis.diversity import analyse_set
-from facerefine.analysis.report import mlflow_metrics, render
+from facerefine.analysis.report import headline, mlflow_metrics, render
 from facerefine.analysis.tsne import plot_tsne, tsne_map
 from facerefine.config import load_params, loggable
 from facerefine.io import write_json, write_parquet, write_text
@@ -22,7 +22,8 @@ log = logging.getLogger("diversity")
 
 SETS = {"baseline": paths.SCHNELL_BASELINE, "enriched": paths.SCHNELL_ENRICHED}
 TABLE = Path("data/diversity/attributes.parquet")
-METRICS = paths.METRICS / "diversity.json"
+METRICS = paths.METRICS / "diversity.json"  # the headline (analysis.report.headline)
+FULL = paths.REPORTS / "diversity.json"      # everything: counts, fractions, t-SNE details
 REPORT = paths.REPORTS / "diversity.md"
 FIGURE = paths.REPORTS / "diversity_tsne.png"
 
@@ -63,14 +64,15 @@ def main() -> None:
                             "max_points": params.diversity.tsne_max_points,
                             "perplexity_requested": perplexity.requested, "perplexity": perplexity.used,
                             "note": perplexity.note}}
-        write_json(METRICS, metrics)
+        write_json(FULL, metrics)
+        write_json(METRICS, headline(metrics))
         write_text(REPORT, render(summary, profile=params.profile, standins=standins, deepface_spec=spec,
                                   detector=detector, perplexity=perplexity, sample=tsne.sample,
                                   figure=FIGURE.relative_to(REPORT.parent).as_posix()))
         run.log_metrics({**mlflow_metrics(summary), "tsne.points": tsne.sample.shown,
                          "tsne.faces": tsne.sample.total,
                          "tsne.perplexity": perplexity.used, "seconds": round(time.perf_counter() - t0, 2)})
-        for artifact in (FIGURE, TABLE, REPORT, METRICS):
+        for artifact in (FIGURE, TABLE, REPORT, FULL, METRICS):
             run.log_artifact(artifact)
         log.info("diversity: %s in %.1f s", {k: (s["images"], s["faces"]) for k, s in summary.items()},
                  time.perf_counter() - t0)

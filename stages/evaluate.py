@@ -11,7 +11,7 @@ from facerefine.analysis.embeddings import arcface_embeddings
 from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
 from facerefine.distributed import topology
-from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, pair_batches,
+from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, headline, pair_batches,
                                   render_table, shard_set)
 from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
@@ -122,7 +122,8 @@ def main() -> None:
                  f"`{scale.models.lora}`, file `{scale.models.lora_weight_name or 'its only .safetensors'}`. "
                  f"Identity: ArcFace (DeepFace, detector `{scale.face_detector}`) cosine to the schnell input "
                  "and to the dev twin."]
-        write_json(paths.METRICS / "quality.json", rows)
+        write_json(paths.REPORTS / "quality.json", rows)  # every column of every row
+        write_json(paths.METRICS / "quality.json", headline(rows))  # the headline, for `dvc exp show`
         write_text(paths.REPORTS / "quality.md",
                    render_table(rows, standins=standins(params), notes=notes))
         order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]
@@ -131,6 +132,7 @@ def main() -> None:
         save_png(grid, paths.REPORTS / "quality_samples.png")
         run.log_metrics({name: {k2: v for k2, v in r.items() if isinstance(v, (int, float))} for name, r in rows.items()})
         run.log_artifact(paths.REPORTS / "quality.md")
+        run.log_artifact(paths.REPORTS / "quality.json")
         run.log_artifact(paths.REPORTS / "quality_samples.png")
 
 

@@ -1,7 +1,7 @@
 """Stage `model_cards`: the published model card of every head, with the pipeline's own numbers.
 
 `models/cards/<head>/README.md` (+ `samples.png`) = the head card of `models/heads/<head>/`
-plus its Table 4 row (`metrics/quality.json`), its latency (`metrics/latency.json`) and the
+plus its Table 4 row (`reports/quality.json`, every column), its latency (`metrics/latency.json`) and the
 report's sample grid. A separate output because the head folders belong to the train stages
 (DVC lets one stage only write its own outputs); `facerefine push` uploads this card with
 the head when it describes the same weights (sha256).
@@ -27,7 +27,7 @@ def main() -> None:
         # the card carries metrics, which every network feeds: the banner counts them all
         written = write_published_cards(paths.HEADS, CARDS_DIR, profile=params.profile,
                                         standins=weights.standin_networks(params),
-                                        quality=_read(paths.METRICS / "quality.json"),
+                                        quality=_read(paths.REPORTS / "quality.json"),
                                         latency=_read(paths.METRICS / "latency.json"),
                                         samples=paths.REPORTS / "quality_samples.png")
         for card in written:

@@ -54,7 +54,7 @@ def test_stage_writes_table1_metrics_report_figure_and_table(project, monkeypatc
     monkeypatch.setattr(stage, "analyse_set", fake_analyse(no_face_every=4))
     stage.main()
 
-    metrics = json.loads((project / "metrics/diversity.json").read_text())
+    metrics = json.loads((project / "reports/diversity.json").read_text())
     baseline, enriched = metrics["sets"]["baseline"], metrics["sets"]["enriched"]
     assert (baseline["images"], baseline["no_face"], enriched["images"], enriched["no_face"]) == (4, 1, 8, 2)
     assert sum(enriched["race"]["fractions"].values()) == pytest.approx(1.0)
@@ -63,6 +63,12 @@ def test_stage_writes_table1_metrics_report_figure_and_table(project, monkeypatc
     assert metrics["tsne"] == {"points": 9, "faces": 9, "max_points": 10_000, "perplexity_requested": 30.0,
                                "perplexity": 8.0, "note": metrics["tsne"]["note"]}
     assert "clamped" in metrics["tsne"]["note"]
+    # metrics/ holds the headline only, under the full file's key paths
+    assert json.loads((project / "metrics/diversity.json").read_text()) == {
+        "sets": {name: {"faces": s["faces"], **{a: {"diversity_index": s[a]["diversity_index"]}
+                                               for a in ("gender", "age", "race")}}
+                 for name, s in metrics["sets"].items()},
+        "tsne": {"points": 9, "faces": 9}}
 
     report = (project / "reports/diversity.md").read_text()
     assert "> **Stand-in networks:** schnell (smoke), deepface (smoke)" in report
@@ -80,7 +86,7 @@ def test_stage_with_no_face_anywhere_still_reports(project, monkeypatch):
     stage = load_stage()
     monkeypatch.setattr(stage, "analyse_set", fake_analyse(no_face_every=1))
     stage.main()
-    metrics = json.loads((project / "metrics/diversity.json").read_text())
+    metrics = json.loads((project / "reports/diversity.json").read_text())
     assert metrics["sets"]["enriched"]["gender"]["fractions"] is None
     assert metrics["tsne"]["perplexity"] is None and "skipped" in metrics["tsne"]["note"]
     report = (project / "reports/diversity.md").read_text()
@@ -129,7 +135,7 @@ def test_stage_maps_a_stratified_sample_above_tsne_max_points(project, monkeypat
     stage = load_stage()
     monkeypatch.setattr(stage, "analyse_set", fake_analyse(no_face_every=0))
     stage.main()
-    tsne = json.loads((project / "metrics/diversity.json").read_text())["tsne"]
+    tsne = json.loads((project / "reports/diversity.json").read_text())["tsne"]
     assert (tsne["points"], tsne["faces"], tsne["max_points"], tsne["perplexity"]) == (6, 12, 6, 5.0)
     report = (project / "reports/diversity.md").read_text()
     assert ("Shown: 6 of 12 face embeddings, a seeded sample stratified by set "

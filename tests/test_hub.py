@@ -109,6 +109,21 @@ def _headline_latency(heads):
             "head_images_per_second": {"resolution": 64, **{h: 10.7755 + i for i, h in enumerate(heads)}}}
 
 
+def _full_quality(heads):
+    """reports/quality.json as the evaluate stage writes it: every Table 4 column of every row
+    (the committed file may predate the headline split, so the tests build their own)."""
+    def row(i, ref):
+        return {"clip_iqa": 0.51 + i / 100, "face_fail": i % 2, "fid_dev": None if ref == "dev" else 58.19 + i,
+                "fid_diff": None if ref == "dev" else -31.91 + i, "fid_schnell": 26.28 + i,
+                "identity_cos_dev": None if ref == "dev" else 0.957 - i / 100,
+                "identity_cos_schnell": 0.961 - i / 100, "images": 12,
+                "kid_dev_mean": None if ref == "dev" else 0.129 + i / 100, "kid_dev_std": 3.6e-16,
+                "kid_schnell_mean": 0.054 + i / 100, "kid_schnell_std": 3.7e-16, "kid_subset_size": 12,
+                "low_confidence": True, "psnr_dev": None if ref == "dev" else 13.96 + i,
+                "ssim_dev": None if ref == "dev" else 0.0404 + i / 100}
+    return {name: row(i, name) for i, name in enumerate(["schnell", "dev", "lora", *heads])}
+
+
 def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_thread):
     heads = tiny_heads(tmp_path / "models" / "heads")
     for path in heads.values():
@@ -116,13 +131,13 @@ def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_
     (tmp_path / "metrics").mkdir()
     (tmp_path / "reports").mkdir()
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
-    shutil.copy(REPO / "metrics" / "quality.json", tmp_path / "metrics" / "quality.json")
+    (tmp_path / "reports" / "quality.json").write_text(json.dumps(_full_quality(sorted(heads))))
     (tmp_path / "metrics" / "latency.json").write_text(json.dumps(_headline_latency(sorted(heads))))
     Image.fromarray(random_image(8, 24)).save(tmp_path / "reports" / "quality_samples.png")
     monkeypatch.chdir(tmp_path)
     runpy.run_path(str(REPO / "stages" / "model_cards.py"), run_name="__main__")
 
-    quality = json.loads((tmp_path / "metrics" / "quality.json").read_text())
+    quality = json.loads((tmp_path / "reports" / "quality.json").read_text())
     latency = json.loads((tmp_path / "metrics" / "latency.json").read_text())
     for name in heads:
         card_dir = tmp_path / "models" / "cards" / name
@@ -257,7 +272,7 @@ def test_fresh_repro_check_ignores_only_the_cards_latency(tmp_path, monkeypatch,
         monkeypatch.setenv(var, "ci@example.com")
     repo = tmp_path / "repo"
     heads = tiny_heads(tmp_path / "heads")
-    quality = json.loads((REPO / "metrics" / "quality.json").read_text())
+    quality = _full_quality(sorted(heads))
     latency = _headline_latency(sorted(heads))
 
     def cards(quality, latency, lock_md5):

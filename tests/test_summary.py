@@ -17,6 +17,7 @@ VARIANTS = ["cyclegan", "esa"]
 
 
 def _quality_row(fid_diff, identity):
+    """A row of metrics/quality.json: the headline only (evaluation.HEADLINE_COLUMNS)."""
     return {"fid_diff": fid_diff, "identity_cos_schnell": identity, "clip_iqa": 0.35}
 
 
@@ -158,3 +159,14 @@ def test_stage_rewrites_the_file_whole(tmp_path):
     assert summary["cycle_best_loss_G.cyclegan"] == 0.72
     assert "latency.json: not found" in proc.stderr
     assert not any(isinstance(v, float) and math.isnan(v) for v in summary.values())
+
+
+def test_summary_needs_only_the_quality_headline():
+    """summary reads metrics/quality.json, which holds only evaluation.headline(rows): the
+    columns it reads must be in that headline (the full rows are in reports/quality.json)."""
+    from facerefine.evaluation import headline
+
+    full = {name: {**row, "fid_dev": 1.0, "fid_schnell": 2.0, "kid_dev_mean": 0.1, "images": 12}
+            for name, row in QUALITY.items()}
+    args = dict(latency=LATENCY, cyclegan=CYCLEGAN, unet=UNET, variants=VARIANTS)
+    assert build_summary(quality=headline(full), **args) == build_summary(quality=full, **args)

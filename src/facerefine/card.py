@@ -10,7 +10,8 @@ Two cards, one renderer, so that no card ever disagrees with the pipeline's numb
   from writing into an earlier stage's output folder;
 - the **published card**, ``models/cards/<name>/README.md`` (+ ``samples.png``), written
   by the ``model_cards`` stage, which depends on the heads *and* on
-  ``metrics/quality.json``, ``metrics/latency.json`` and the report's sample grid:
+  ``reports/quality.json`` (every Table 4 column; ``metrics/quality.json`` holds only the
+  headline), ``metrics/latency.json`` and the report's sample grid:
   the same card plus the head's Table 4 row, its latency and the samples. DVC re-runs
   it whenever a head or a metric changes.
 
@@ -43,7 +44,7 @@ PAPER = "https://arxiv.org/abs/2505.02255"
 HEAD_NETWORKS = ("schnell", "dev")
 KIND_LABELS = {"resunet_cbam": "ResUNet-CBAM (pairwise, paper §4.1)",
                "resnet_generator": "CycleGAN ResNet generator (non-pairwise, paper §4.2)"}
-# Table 4 columns of metrics/quality.json, in the order the card shows them.
+# Table 4 columns of reports/quality.json, in the order the card shows them.
 QUALITY_COLUMNS = (("fid_schnell", "FID vs schnell"), ("fid_dev", "FID vs dev"), ("fid_diff", "FID_diff"),
                    ("clip_iqa", "CLIP-IQA"), ("kid_dev_mean", "KID vs dev"),
                    ("identity_cos_schnell", "ArcFace identity vs input"), ("face_fail", "faces lost"),
@@ -202,7 +203,7 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
                   "`benchmark` stages. The published card with them is `models/cards/" + name +
                   "/README.md` (stage `model_cards`); `facerefine push` uploads that one.", ""]
     if quality is not None:
-        lines += ["Table 4 row (paper §5.4) on the test split, from `metrics/quality.json`:", "",
+        lines += ["Table 4 row (paper §5.4) on the test split, from `reports/quality.json`:", "",
                   "| " + " | ".join(label for _, label in QUALITY_COLUMNS) + " |",
                   "|" + "---|" * len(QUALITY_COLUMNS),
                   "| " + " | ".join(_num(quality.get(key)) for key, _ in QUALITY_COLUMNS) + " |", ""]

@@ -49,6 +49,14 @@ PAPER_TABLE4 = {
 }
 LABELS = {"schnell": "FLUX.1-schnell", "dev": "FLUX.1-dev", "lora": "LoRA Realism", "unet": "U-Net (pairwise)",
           "cyclegan": "CycleGAN (non-pairwise)", "esa": "ESA-CycleGAN (non-pairwise)"}
+# The Table 4 numbers people compare: the only ones in metrics/quality.json (DESIGN.md, metrics
+# files hold headlines); every column of every row is in reports/quality.json.
+HEADLINE_COLUMNS = ("fid_diff", "clip_iqa", "identity_cos_schnell")
+
+
+def headline(rows: Mapping[str, Mapping]) -> dict[str, dict]:
+    """``metrics/quality.json``: per row, only :data:`HEADLINE_COLUMNS` (``None`` where absent)."""
+    return {name: {key: row.get(key) for key in HEADLINE_COLUMNS} for name, row in rows.items()}
 
 
 Images = Sequence[Image.Image]

@@ -71,7 +71,8 @@ def timed_heads(variants: Sequence[str]) -> list[str]:
 
 
 def quality_numbers(quality: Mapping[str, Any] | None, heads: Iterable[str]) -> dict[str, Number]:
-    """FID_diff and identity similarity to the schnell image, per head (paper §5.4)."""
+    """FID_diff and identity similarity to the schnell image, per head (paper §5.4); both are in
+    ``metrics/quality.json``'s headline (``evaluation.HEADLINE_COLUMNS``)."""
     out: dict[str, Number] = {}
     for head in heads:
         out[f"fid_diff.{head}"] = _number(_get(quality, head, "fid_diff"))

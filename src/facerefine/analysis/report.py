@@ -1,4 +1,5 @@
-"""Markdown for reports/diversity.md (paper Table 1 layout) and flat metric names for MLflow."""
+"""Markdown for reports/diversity.md (paper Table 1 layout), flat metric names for MLflow and the
+headline of metrics/diversity.json."""
 
 from __future__ import annotations
 
@@ -123,3 +124,14 @@ def mlflow_metrics(summary: Mapping[str, Mapping]) -> dict[str, float]:
             if s[attr]["diversity_index"] is not None:
                 out[_metric_name(key, attr, "diversity_index")] = float(s[attr]["diversity_index"])
     return out
+
+
+def headline(metrics: Mapping) -> dict:
+    """``metrics/diversity.json`` from the full ``reports/diversity.json``: per set the face count
+    and each attribute's diversity index, and the t-SNE's point and face counts, under the same
+    key paths as in the full file (``sets.enriched.race.diversity_index``)."""
+    sets = {name: {"faces": s["faces"], **{attr: {"diversity_index": s[attr]["diversity_index"]}
+                                            for attr in ATTRIBUTES}}
+            for name, s in metrics["sets"].items()}
+    tsne = metrics["tsne"]
+    return {"sets": sets, "tsne": {"points": tsne["points"], "faces": tsne["faces"]}}
