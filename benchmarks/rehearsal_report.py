@@ -25,7 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 KEYS = ("wall_s", "peak_rss_mb", "children_peak_rss_mb", "peak_gpu_mb")
 # dvc.yaml order, so the table reads like the pipeline.
 ORDER = ("prompts", "generate_schnell", "refine_dev", "diversity", "train_unet", "train_cyclegan",
-         "select_cyclegan", "benchmark", "evaluate", "report", "summary")
+         "select_cyclegan", "benchmark", "evaluate", "report", "model_cards", "summary")
 
 
 def stage_rank(stage: str) -> tuple[int, str]:
