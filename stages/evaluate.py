@@ -92,30 +92,32 @@ def main() -> None:
         raise ValueError(f"evaluate needs at least 2 test images, found {len(test)}; raise num_names")
     ids = test["id"].tolist()
 
-    # The LoRA set goes to temporary shards, not memory; removed when the stage ends.
-    with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
-        lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
-        sets = {"lora": shard_set(lora_dir)}
-        for name in head_names:
-            sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
-
-        extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-        clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
-        extract = Extractors(
-            # Inception computes in float32: keeping its features so (not float64) halves what
-            # accumulates per image, and the distances upcast them exactly.
-            features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
-            clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
-                                                 batch_size=cfg.batch_size, device=device),
-            embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
-        k = min(cfg.grid_subjects, len(ids))
-        result = evaluate_stream(
-            pair_batches(paths.SCHNELL_ENRICHED, paths.DEV, test.to_dict("records"), cfg.batch_size), sets,
-            extract=extract, kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed,
-            keep=k)
-    rows = result.rows
-
+    # One MLflow run around the whole stage: its wall time and peak memory cover the LoRA
+    # generation and the feature passes, not only the writing.
     with stage_run("evaluate", params=loggable(params), profile=params.profile) as run:
+        # The LoRA set goes to temporary shards, not memory; removed when the stage ends.
+        with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
+            lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
+            sets = {"lora": shard_set(lora_dir)}
+            for name in head_names:
+                sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
+
+            extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
+            clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
+            extract = Extractors(
+                # Inception computes in float32: keeping its features so (not float64) halves what
+                # accumulates per image, and the distances upcast them exactly.
+                features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
+                clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
+                                                     batch_size=cfg.batch_size, device=device),
+                embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
+            k = min(cfg.grid_subjects, len(ids))
+            result = evaluate_stream(
+                pair_batches(paths.SCHNELL_ENRICHED, paths.DEV, test.to_dict("records"), cfg.batch_size), sets,
+                extract=extract, kid_subset_size=cfg.kid_subset_size, kid_subsets=cfg.kid_subsets, seed=params.seed,
+                keep=k)
+        rows = result.rows
+
         notes = [f"Test split: {len(ids)} subjects. CLIP-IQA with CLIP `{scale.models.clip_iqa}` and "
                  f"torchmetrics' prompts {cfg.clip_iqa_prompts} and temperature (computed in "
                  "`metrics/clip_iqa.py`). LoRA Realism: "

@@ -150,6 +150,19 @@ def test_derive_builds_the_saving_table_and_leaves_gaps_for_skipped_sizes():
                                            "head_alone_over_schnell": None}
     assert out["mean"]["schnell_saving_vs_dev"] == pytest.approx(0.9)
     assert out["mean"]["heads"]["esa"]["saving_vs_dev"] == pytest.approx(0.89)  # over measured sizes only
+    assert out["mean"]["resolutions"] == [512]
+
+
+def test_mean_savings_cover_the_same_resolutions_for_every_head():
+    """A head skipped at one size must not average over fewer sizes than the others: the means
+    are compared side by side (summary, model cards, dvc exp show)."""
+    out = derive({"dev": {32: 10.0, 64: 40.0}, "schnell": {32: 1.0, 64: 2.0}},
+                 {"unet": {32: 2.0, 64: 4.0}, "esa": {32: None, 64: 8.0}},
+                 {"unet": {32: 1.0, 64: 2.0}, "esa": {32: None, 64: 6.0}}, [32, 64])
+    assert out["mean"]["resolutions"] == [64]
+    assert out["mean"]["heads"]["unet"]["saving_vs_dev"] == pytest.approx(1 - 4 / 40)  # 64² only
+    assert out["mean"]["heads"]["esa"]["saving_vs_dev"] == pytest.approx(1 - 8 / 40)
+    assert out["mean"]["schnell_saving_vs_dev"] == pytest.approx(1 - 2 / 40)
 
 
 def synthetic_result(sizes=(256, 512, 768, 1024), heads=("unet", "cyclegan", "esa"), dev_steps=(50, 28),

@@ -118,3 +118,14 @@ def test_non_main_process_does_not_log(tracked):
     with tracking.stage_run("prompts", enabled=False) as run:
         assert not run.active
     assert not (tracked / "mlflow.db").exists()
+
+
+def test_tracking_credentials_never_reach_the_spool_on_disk():
+    """A URI like https://user:token@host stays in the environment; the record names no secret."""
+    from facerefine.tracking import FROM_ENVIRONMENT, _spoolable, _SpooledRun
+
+    assert _spoolable("https://alice:s3cret@mlflow.example:5000") == FROM_ENVIRONMENT
+    assert _spoolable("sqlite:////repo/mlflow.db") == "sqlite:////repo/mlflow.db"
+    assert _spoolable("http://mlflow.example:5000") == "http://mlflow.example:5000"
+    record = _SpooledRun("https://alice:s3cret@mlflow.example:5000", "prompts").record
+    assert "s3cret" not in str(record)

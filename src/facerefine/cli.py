@@ -46,7 +46,7 @@ def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 
 
         try:
             onnx_head = OnnxHead.load(head)
-        except (FileNotFoundError, ValueError, ImportError, RuntimeError) as err:
+        except (OSError, ValueError, ImportError, RuntimeError) as err:  # OSError: e.g. a read-only cache
             if not auto or str(head).endswith(".onnx"):
                 raise click.BadParameter(str(err), param_hint="--head") from None
             click.echo(f"note: onnxruntime unavailable for this head ({err}); running it on torch", err=True)

@@ -154,7 +154,7 @@ def stage_run(stage: str, *, params: Mapping[str, Any] | None = None, profile: s
     finally:
         if run.active:
             run.log_metrics(resource_usage(started))
-            run._safe("end_run", run._mlflow.end_run, status=status)
+            run._safe("end_run", lambda: run._mlflow.end_run(status=status))
 
 
 def resource_usage(started: float) -> dict[str, float]:
@@ -196,6 +196,17 @@ def _user() -> str:
         return "unknown"
 
 
+# A tracking URI with credentials in it (https://user:token@host) is not written to the spool
+# on disk: the record says so, and the flusher, started from the stage, takes it from its
+# own environment (MLFLOW_TRACKING_URI).
+FROM_ENVIRONMENT = "environment"
+
+
+def _spoolable(uri: str) -> str:
+    parsed = urlparse(uri)
+    return FROM_ENVIRONMENT if parsed.username or parsed.password else uri
+
+
 class _SpooledRun:
     """What a stage hands to :class:`Run` in place of the mlflow module: the same calls,
     buffered in memory, written as one spool record by ``end_run``."""
@@ -204,7 +215,7 @@ class _SpooledRun:
         # The source tags MLflow's fluent start_run would add from its context providers.
         tags = {"mlflow.user": _user(), "mlflow.source.name": sys.argv[0] if sys.argv else "",
                 "mlflow.source.type": "LOCAL"}
-        self.record: dict[str, Any] = {"uri": uri, "run_name": run_name, "start_ms": _now_ms(),
+        self.record: dict[str, Any] = {"uri": _spoolable(uri), "run_name": run_name, "start_ms": _now_ms(),
                                        "tags": tags, "params": {}, "metrics": []}
         self.artifacts: list[Path] = []
 
@@ -316,7 +327,7 @@ def _log_record(rec: Mapping[str, Any], artifacts: Path) -> None:
     from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
-    uri = rec["uri"]
+    uri = tracking_uri() if rec["uri"] == FROM_ENVIRONMENT else rec["uri"]
     if uri not in _clients:
         _clients[uri] = MlflowClient(uri)
     client = _clients[uri]

@@ -64,18 +64,19 @@ def derive(pipelines: Mapping[str, Mapping[int, float | None]],
     ``pipelines``: {"dev"|"schnell": {resolution: s/image}}; ``end_to_end``: {head:
     {resolution: s/image of schnell + head}}; ``heads_alone``: {head: {resolution:
     s/image}}. Missing values (skipped sizes) give None. ``mean`` averages over the
-    resolutions where a value exists (the paper reports an average saving).
+    resolutions where schnell and every head have a value (the paper reports an average
+    saving): the means are compared side by side, so they must cover the same sizes.
     """
     out: dict[str, Any] = {}
-    per_head: dict[str, list[float]] = {}
-    schnell_savings: list[float] = []
+    per_head: dict[str, dict[int, float]] = {}
+    schnell_savings: dict[int, float] = {}
     for res in resolutions:
         dev = pipelines.get("dev", {}).get(res)
         schnell = pipelines.get("schnell", {}).get(res)
         row: dict[str, Any] = {"schnell_saving_vs_dev": _maybe(saving, schnell, dev),
                                "dev_over_schnell": _maybe(lambda a, b: a / b, dev, schnell), "heads": {}}
         if row["schnell_saving_vs_dev"] is not None:
-            schnell_savings.append(row["schnell_saving_vs_dev"])
+            schnell_savings[res] = row["schnell_saving_vs_dev"]
         for head, by_res in end_to_end.items():
             e2e = by_res.get(res)
             alone = heads_alone.get(head, {}).get(res)
@@ -83,12 +84,13 @@ def derive(pipelines: Mapping[str, Mapping[int, float | None]],
                     "overhead_vs_schnell": _maybe(overhead, e2e, schnell),
                     "head_alone_over_schnell": _maybe(lambda a, b: a / _positive("schnell", b), alone, schnell)}
             if cell["saving_vs_dev"] is not None:
-                per_head.setdefault(head, []).append(cell["saving_vs_dev"])
+                per_head.setdefault(head, {})[res] = cell["saving_vs_dev"]
             row["heads"][head] = cell
         out[str(res)] = row
-    mean = lambda xs: round(float(statistics.fmean(xs)), 6) if xs else None  # noqa: E731
-    out["mean"] = {"schnell_saving_vs_dev": mean(schnell_savings),
-                   "heads": {h: {"saving_vs_dev": mean(per_head.get(h, []))} for h in end_to_end}}
+    common = [res for res in schnell_savings if all(res in per_head.get(h, {}) for h in end_to_end)]
+    mean = lambda by_res: round(float(statistics.fmean(by_res[r] for r in common)), 6) if common else None  # noqa: E731
+    out["mean"] = {"resolutions": common, "schnell_saving_vs_dev": mean(schnell_savings),
+                   "heads": {h: {"saving_vs_dev": mean(per_head.get(h, {}))} for h in end_to_end}}
     return out
 
 

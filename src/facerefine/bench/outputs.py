@@ -80,7 +80,8 @@ def _saving_section(result: Mapping[str, Any], steps: int, *, headline: bool) ->
     if headline:
         dev = result["settings"]["dev"]
         lines += [f"The headline is the mean over the resolutions (the paper quotes an average, 82%), against dev "
-                  f"at {steps} steps (`bench.headline_dev_steps`); a row's mean covers the sizes measured for it. "
+                  f"at {steps} steps (`bench.headline_dev_steps`); every row's mean covers the same sizes, those "
+                  f"measured for all of them: {', '.join(f'{r}²' for r in der['mean'].get('resolutions', [])) or 'none'}. "
                   f"Dev is timed at {', '.join(map(str, dev['steps']))} steps (`bench.dev_steps`): "
                   f"`refine_dev` runs {dev['refine_steps']} (`dev.steps`, the paper's img2img setting), and 28 is "
                   "diffusers' default for FLUX.1-dev text-to-image. The paper does not say which it timed, and "

@@ -118,6 +118,9 @@ def load_checkpoint(
     return {"epoch": state["epoch"], "step": state["step"], "extra": state["extra"]}
 
 
+RUN_FORMAT = 2  # 2: the shared harness (train/harness.py), best/ and final/ as head folders
+
+
 def run_directory(stage: str, identity: Mapping[str, Any]) -> Path:
     """Where a training run keeps its resumable checkpoints.
 
@@ -128,4 +131,6 @@ def run_directory(stage: str, identity: Mapping[str, Any]) -> Path:
     from facerefine.hashing import fingerprint
     from facerefine.weights import home
 
-    return home() / "runs" / stage / fingerprint(dict(identity))
+    # RUN_FORMAT: a run folder written by an older trainer (another checkpoint or head layout)
+    # must not be resumed as if it were this one's.
+    return home() / "runs" / stage / fingerprint({**identity, "run_format": RUN_FORMAT})
