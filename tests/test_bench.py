@@ -505,3 +505,13 @@ def test_cli_refuses_arch_mode_on_a_cpu(tmp_path):
     assert result.exit_code != 0 and "--force" in result.output and not out.exists()
     result = CliRunner().invoke(main, ["bench", "--resolutions", "30", "--out", str(out)])
     assert result.exit_code != 0 and "--resolutions" in result.output
+
+
+def test_a_step_cap_is_named_in_the_report():
+    """The rehearsal caps FLUX at max_steps: a dev_50steps line that ran 1 step must say so."""
+    from facerefine.bench.outputs import caveats
+
+    result = {"mode": "weights", "environment": {"device": "cpu"}, "settings": {"max_steps": 1}}
+    assert any("Steps capped at 1" in note for note in caveats(result))
+    result["settings"]["max_steps"] = None
+    assert not any("capped" in note for note in caveats(result))

@@ -58,6 +58,11 @@ def caveats(result: Mapping[str, Any]) -> list[str]:
         notes.append(CPU_BANNER)
     if result["mode"] == "arch":
         notes.append(ARCH_NOTE)
+    cap = result["settings"].get("max_steps")
+    if cap:
+        notes.append(f"**Steps capped at {cap}** (`profiles.<profile>.max_steps`, the rehearsal's CPU setting): "
+                     f"every FLUX line ran at most {cap} denoising steps whatever its label (e.g. dev_50steps), "
+                     "so the savings compare capped runs, not the real pipelines.")
     return notes
 
 

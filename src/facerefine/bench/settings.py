@@ -116,7 +116,7 @@ def settings_record(params: Params, mode: str, options: RunOptions) -> dict[str,
     """The settings as the result records them (flat, JSON-ready)."""
     return {**params.scale.bench.model_dump(), **params.bench.model_dump(), "mode": mode,
             "device": options.device, "force": options.force, "peak_tflops": options.peak_tflops,
-            "prompt": params.prompts.baseline_prompt,
+            "prompt": params.prompts.baseline_prompt, "max_steps": params.scale.max_steps,
             "dev": {"steps": list(params.bench.dev_steps), "refine_steps": params.dev.steps,
                     "guidance": params.dev.guidance,
                     "max_sequence_length": params.dev.max_sequence_length},
