@@ -32,6 +32,9 @@ NAMES_FILES = ("name.basics.tsv", "name.basics.tsv.gz")
 NETWORK_ROLES = ("schnell", "dev", "lpips", "deepface", "inception", "clip_iqa", "lora")
 
 
+STANDIN_SPECS = frozenset({SMOKE, RANDOM})  # model specs that build random stand-ins
+
+
 def standin_specs(models: Mapping[str, object], roles: Sequence[str] = NETWORK_ROLES) -> list[str]:
     """``role (spec)`` for each network among ``roles`` whose spec is a random stand-in
     (``smoke`` or ``random``). Takes the raw ``models`` mapping so that `facerefine review`
@@ -40,7 +43,7 @@ def standin_specs(models: Mapping[str, object], roles: Sequence[str] = NETWORK_R
     if unknown:
         raise ValueError(f"unknown network roles {sorted(unknown)} (known: {', '.join(NETWORK_ROLES)})")
     return [f"{role} ({models.get(role)})" for role in NETWORK_ROLES
-            if role in roles and models.get(role) in (SMOKE, RANDOM)]
+            if role in roles and models.get(role) in STANDIN_SPECS]
 
 
 class ParamsError(ValueError):

@@ -88,13 +88,13 @@ class ShardImages:
         self.directory = Path(directory)
         self.index = index_images(self.directory)
 
-    def missing(self, ids: Sequence[str]) -> list[str]:
-        return [i for i in ids if i not in self.index]
-
-    def __call__(self, ids: Sequence[str]) -> list[Image.Image]:
-        absent = self.missing(ids)
+    def require(self, ids: Sequence[str]) -> None:
+        absent = [i for i in ids if i not in self.index]
         if absent:
             raise ShardError(f"{len(absent)} id(s) not found in {self.directory}: {absent[:5]}")
+
+    def __call__(self, ids: Sequence[str]) -> list[Image.Image]:
+        self.require(ids)
         return [read_image(self.index[i]) for i in ids]
 
 
@@ -105,11 +105,8 @@ def pair_batches(schnell_dir: str | Path, dev_dir: str | Path, rows: Sequence[di
     if batch_size < 1:
         raise ValueError(f"batch size must be >= 1 (got {batch_size})")
     schnell, dev = ShardImages(schnell_dir), ShardImages(dev_dir)
-    ids = [r["id"] for r in rows]
     for source in (schnell, dev):
-        absent = source.missing(ids)
-        if absent:
-            raise ShardError(f"{len(absent)} test id(s) not found in {source.directory}: {absent[:5]}")
+        source.require([r["id"] for r in rows])
     for start in range(0, len(rows), batch_size):
         chunk = list(rows[start:start + batch_size])
         keys = [r["id"] for r in chunk]
@@ -145,11 +142,6 @@ def pixel_scores(images: Images, targets: Images) -> tuple[np.ndarray, np.ndarra
     x = torch.stack([to_tensor(im) for im in images])
     y = torch.stack([to_tensor(im) for im in targets])
     return (ssim(x, y, reduction="none").double().numpy(), psnr(x, y, reduction="none").double().numpy())
-
-
-def pixel_metrics(images: Images, targets: Images) -> dict[str, float]:
-    s, p = pixel_scores(images, targets)
-    return {"ssim_dev": float(s.mean()), "psnr_dev": float(p.mean())}
 
 
 @dataclass(frozen=True)
@@ -234,8 +226,8 @@ def summarise_sets(acc: Mapping[str, SetAccumulator], *, kid_subset_size: int, k
     emb = {ref: acc[ref].embedding_matrix() for ref in (SCHNELL, DEV)}
     rows: dict[str, dict] = {}
     for name, a in acc.items():
-        f = feats.get(name) if name in feats else a.feature_matrix()
-        e = emb.get(name) if name in emb else a.embedding_matrix()
+        f = feats[name] if name in feats else a.feature_matrix()
+        e = emb[name] if name in emb else a.embedding_matrix()
         row: dict = {"images": a.count, "low_confidence": a.count < fidelity.FID_MIN_RELIABLE}
         for ref in (SCHNELL, DEV):
             if name == ref:  # a set against itself: 0 by definition, shown as "–"

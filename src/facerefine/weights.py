@@ -482,7 +482,7 @@ def load_deepface(spec: str, name: DeepFaceModel):
         with deepface_environment(spec):
             client = modeling.get_model_class(task=DEEPFACE_MODELS[name][0], model_name=name)()
         # DeepFace's torch clients permute NHWC arrays to NCHW views, i.e. channels_last
-        # strides; weights in the same layout skip a conversion per conv: ~1.5x faster
+        # strides; weights in the same layout skip a conversion per conv: 1.1-1.5x faster
         # VGG-Face forwards on a CPU (the diversity stage's main cost). Same maths; the
         # last float bits may differ from the default layout.
         if isinstance(getattr(client, "model", None), torch.nn.Module):

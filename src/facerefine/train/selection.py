@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from facerefine.config import STANDIN_SPECS
+
 # Paper values: (L, SSIM) by lambda_cyc and lr. Table 3 ran ESA at lr 1e-4 only.
 PAPER = {
     "cyclegan": {10: {1e-4: (0.96, 0.96), 2e-4: (0.98, 0.95), 3e-4: (1.59, 0.68)},
@@ -24,7 +26,6 @@ PAPER = {
     "esa": {10: {1e-4: (1.22, 0.92)}, 5: {1e-4: (0.77, 0.96)}, 2: {1e-4: (0.61, 0.95)}},
 }
 TITLES = {"cyclegan": "Table 2: CycleGAN", "esa": "Table 3: ESA-CycleGAN"}
-STAND_INS = frozenset({"smoke", "random"})  # ModelIds values that are not the real FLUX weights
 
 # The paper's final runs (§5.2): 20% of the data at 512², Eq. 3 (no identity
 # term), one ESA per generator; its best ESA-CycleGAN ran 190 epochs.
@@ -66,7 +67,7 @@ class GridConfig:
 def paper_mismatches(config: GridConfig, variant: str) -> list[str]:
     """How ``config`` differs from the paper's final runs for ``variant``'s table (empty: comparable)."""
     out: list[str] = []
-    if config.data_models in STAND_INS:
+    if config.data_models in STANDIN_SPECS:
         out.append(f"stand-in networks (`{config.data_models}`), not FLUX.1")
     if config.image_size != PAPER_FINAL["image_size"]:
         out.append(f"{config.image_size}² instead of {PAPER_FINAL['image_size']}²")
