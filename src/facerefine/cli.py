@@ -189,6 +189,29 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
 
 
 @main.command()
+@click.option("--head", default=None,
+              help="head selected at start: a name in models/heads/, a folder, a Hub repo id or an .onnx "
+                   "(default: the first in models/heads/; any can be typed on the page)")
+@click.option("--backend", type=click.Choice(("auto", "torch", "onnxruntime")), default="auto", show_default=True,
+              help="as for `facerefine enhance`")
+@click.option("--model", default=None, help="schnell weights for the Generate tab (default: as `facerefine "
+                                            "generate`; the smoke stand-ins, labelled, when they are not here)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on (0.0.0.0: the network)")
+@click.option("--port", type=click.IntRange(0, 65535), default=7860, show_default=True)
+@click.option("--share", is_flag=True, help="also open a public gradio.live link (off: the page stays local)")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=4096 * 4096, show_default=True,
+              help="larger uploads are refused with a message")
+@_device
+def demo(head: str | None, backend: str, model: str | None, host: str, port: int, share: bool, max_pixels: int,
+         device: str | None) -> None:
+    """A before/after web page (Gradio) to try the heads on your images; offline, no telemetry."""
+    from facerefine.demo import DemoConfig, build_app, launch
+
+    config = DemoConfig(head=head, backend=backend, device=device, model=model, max_pixels=max_pixels)
+    launch(build_app(config), host=host, port=port, share=share)
+
+
+@main.command()
 @click.option("--mode", type=click.Choice(("smoke", "weights", "arch")), default=None,
               help="smoke: tiny stand-ins; weights: the profile's real checkpoints; arch: full-size FLUX.1 "
                    "and paper-size heads with random weights (GPU; no download). Default: the profile's")
