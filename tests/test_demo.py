@@ -124,6 +124,7 @@ def test_space_requirements_file_is_generated_from_pyproject() -> None:
         "requirements.txt is stale: run `python app.py --requirements`"
 
 
+@pytest.mark.slow
 def test_space_requirements_cover_what_the_page_imports(head_dir: Path, uploads: dict[str, Path],
                                                         tmp_path: Path) -> None:
     """Build the page and refine an image in a fresh interpreter; every project dependency it
@@ -154,3 +155,14 @@ def test_cli_help_does_not_import_gradio() -> None:
     run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=60)
     assert run.returncode == 0, run.stderr
     assert "--share" in run.stdout and "--max-pixels" in run.stdout
+
+
+@pytest.mark.slow
+def test_generate_tab_gives_schnell_and_schnell_plus_head(head_dir: Path, one_thread) -> None:
+    config = demo.DemoConfig(device="cpu", backend="torch")
+    settings, _ = demo.flux_settings(config)
+    enhancer = demo.Enhancers(config).get(str(head_dir))
+    raw, refined, message = demo.generate_pair("a portrait", 3, settings, enhancer, "cpu")
+    assert raw.size == refined.size == (settings.size, settings.size)
+    assert np.array_equal(np.asarray(refined), np.asarray(enhancer.enhance_image(raw)))
+    assert message.startswith("schnell `smoke`") and "head 'tiny' (torch on cpu)" in message

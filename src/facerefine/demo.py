@@ -331,12 +331,12 @@ def build_app(config: DemoConfig = DemoConfig()):
                                       label="Images (PNG, JPEG, WebP)", elem_id="facerefine-uploads")
                     gr.Examples([[str(example)]], inputs=[uploads], label="Example: Grace Hopper (public domain)")
                     button = gr.Button("Refine", variant="primary", elem_id="facerefine-refine")
+                    status = gr.Markdown(elem_id="facerefine-status")
                 with gr.Column():
                     slider = gr.ImageSlider(label="Before / after (drag)", format="png", type="pil",
                                             interactive=False, elem_id="facerefine-slider")
                     downloads = gr.File(label="Results (PNG, each at its input's size)",
                                         elem_id="facerefine-downloads", interactive=False)
-            status = gr.Markdown(elem_id="facerefine-status")
             button.click(refine, [uploads, head], [slider, downloads, status])
         with gr.Tab("Generate (schnell vs schnell + head)"):
             gr.Markdown(flux_settings(config)[1], elem_id="facerefine-flux-label")
