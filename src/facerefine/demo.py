@@ -29,7 +29,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from facerefine import paths
 
@@ -335,7 +335,7 @@ def build_app(config: DemoConfig = DemoConfig()):
                 with gr.Column():
                     slider = gr.ImageSlider(label="Before / after (drag)", format="png", type="pil",
                                             interactive=False, elem_id="facerefine-slider")
-                    downloads = gr.File(label="Results (PNG, each at its input's size)",
+                    downloads = gr.File(label="Results (PNG, each at its input's size)", file_count="multiple",
                                         elem_id="facerefine-downloads", interactive=False)
             button.click(refine, [uploads, head], [slider, downloads, status])
         with gr.Tab("Generate (schnell vs schnell + head)"):
