@@ -35,7 +35,7 @@ from torch import nn
 
 from facerefine.config import load_params
 from facerefine.enhance import Enhancer
-from facerefine.heads import Head, load_head
+from facerefine.heads import HeadFolder, read_head_folder
 from facerefine.io import write_json
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
@@ -106,20 +106,20 @@ def build_models(args: argparse.Namespace) -> dict[str, Model]:
     cfg = paper_generator_config()
     device = torch.device(args.device)
     heads = {
-        "cyclegan": Head(ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"]), {"name": "cyclegan"},
+        "cyclegan": HeadFolder(ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"]), {"name": "cyclegan"},
                          Path("cyclegan")),
-        f"esa-cyclegan ({cfg['esa']})": Head(
+        f"esa-cyclegan ({cfg['esa']})": HeadFolder(
             ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"], esa=cfg["esa"]), {"name": "esa"},
             Path("esa")),
     }
     if args.unet == "paper":  # the paper profile's size, random weights: timing does not depend on them
         paper = load_params().profiles["paper"].unet
-        unet = Head(ResUNetCBAM(base_channels=paper.base_channels, depth=paper.depth).eval(), {
+        unet = HeadFolder(ResUNetCBAM(base_channels=paper.base_channels, depth=paper.depth).eval(), {
             "name": "unet", "architecture": {"base_channels": paper.base_channels, "depth": paper.depth}},
             Path("unet"))
         heads[f"unet (base {paper.base_channels}, depth {paper.depth})"] = unet
     elif Path(args.unet).is_dir():
-        unet = load_head(args.unet)
+        unet = read_head_folder(args.unet)
         arch = unet.config["architecture"]
         heads[f"unet (base {arch['base_channels']}, depth {arch['depth']})"] = unet
     else:

@@ -16,7 +16,7 @@ from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set
 from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
 from facerefine.generation.stage import effective_dtype
-from facerefine.heads import load_head
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
 from facerefine.metrics.clip_iqa import clip_iqa_scores, prompt_pairs
@@ -100,7 +100,7 @@ def main() -> None:
             lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
             sets = {"lora": shard_set(lora_dir)}
             for name in head_names:
-                sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
+                sets[name] = head_set(read_head_folder(name, device).model, cfg.batch_size, device)
 
             extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
             clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)

@@ -424,12 +424,12 @@ def project(tmp_path, monkeypatch):
 def test_benchmarked_heads_are_the_trained_architectures():
     """The benchmark times heads built from the params; they must be what the trainers build."""
     from facerefine.config import load_params
-    from facerefine.heads import architectures
+    from facerefine.models.factory import build_heads
     from facerefine.models.resunet_cbam import ResUNetCBAM
     from facerefine.train.cycle import CycleConfig
 
     params = load_params()
-    built = architectures(params)
+    built = build_heads(params)
     scale = params.scale
     assert built["unet"].config() == ResUNetCBAM(base_channels=scale.unet.base_channels,
                                                  depth=scale.unet.depth).config()

@@ -55,11 +55,11 @@ def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 
             return onnx_head.enhancer(device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
-    from facerefine.heads import load_head
+    from facerefine.heads import read_head_folder
 
     device = device or default_device()
     try:
-        loaded = load_head(head)
+        loaded = read_head_folder(head)
     except (FileNotFoundError, ValueError) as err:
         raise click.BadParameter(str(err), param_hint="--head") from None
     with warnings.catch_warnings(record=True) as caught:
@@ -370,11 +370,11 @@ def push(head: str, repo_id: str, private: bool, revision: str | None, message: 
               help="compare onnxruntime with PyTorch at 64x64, 61x83 (odd, padded) and 96x128")
 def export(head: str, output: Path, opset: int, check: bool) -> None:
     """Export HEAD (folder, name or Hub repo id) to an ONNX file with dynamic batch, height and width."""
-    from facerefine.heads import load_head
+    from facerefine.heads import read_head_folder
     from facerefine.onnx_backend import CHECK_SIZES, export_onnx
 
     try:
-        loaded = load_head(head)
+        loaded = read_head_folder(head)
         diffs = export_onnx(loaded, output, opset=opset, check_sizes=CHECK_SIZES if check else None)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None

@@ -12,7 +12,7 @@ The pieces are small and mostly pure, so each can be tested on its own:
   back untouched; greyscale is refined as RGB and turned back into greyscale.
 - files: discovery of an image, a folder (recursive) or a glob, and the
   output path that mirrors it.
-- :class:`Enhancer` wraps a :class:`~facerefine.heads.Head` (device, dtype,
+- :class:`Enhancer` wraps a :class:`~facerefine.heads.HeadFolder` (device, dtype,
   channels_last, optional ``torch.compile``); :func:`enhance_files` streams
   files through it: DataLoader workers decode while the model computes, equal
   sizes are batched, finished outputs are skipped, bad files are reported and
@@ -42,7 +42,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from facerefine.data.datasets import to_tensor
-from facerefine.heads import Head
+from facerefine.heads import HeadFolder
 from facerefine.io import temp_name
 
 # Extension -> Pillow format of what we read from folders and globs and can write.
@@ -389,7 +389,7 @@ class Enhancer:
     The head's model is moved to ``device``, put in eval mode and frozen in place.
     """
 
-    def __init__(self, head: Head, *, device: str | torch.device = "cpu", dtype: str = "float32",
+    def __init__(self, head: HeadFolder, *, device: str | torch.device = "cpu", dtype: str = "float32",
                  batch_size: int = 1, tile: int | None = None, overlap: int = 32,
                  compile: bool = False) -> None:
         if batch_size < 1:

@@ -69,7 +69,8 @@ from tqdm.auto import tqdm
 
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
 from facerefine.metrics.image import ssim
-from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
+from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.rules import DEFAULT_ESA_PLACEMENT, EsaPlacement, check_esa_placement
 from facerefine.models.patchgan import PatchDiscriminator
 from facerefine.train import harness
 from facerefine.train.harness import BEST, FINAL, RNG_KEY, RunCheckpoints, StopRequest, TrainingInterrupted
@@ -107,7 +108,7 @@ class CycleConfig:
     identity term; one ESA module per generator)."""
 
     variant: Variant = "cyclegan"
-    esa_placement: Literal["blocks", "trunk"] = "trunk"  # "blocks": one per residual block; models/cyclegan.py
+    esa_placement: EsaPlacement = DEFAULT_ESA_PLACEMENT  # models/rules.py; "blocks": one per residual block
     lambda_cyc: float = 10.0
     lambda_identity: float = 0.0  # multiplier of lambda_cyc; CycleGAN's reference uses 0.5
     lr: float = 2e-4
@@ -131,8 +132,7 @@ class CycleConfig:
 
         if self.variant not in VARIANTS:
             raise bad("variant", self.variant, f"one of {VARIANTS}")
-        if self.esa_placement not in ESA_PLACEMENTS:
-            raise bad("esa_placement", self.esa_placement, f"one of {ESA_PLACEMENTS}")
+        check_esa_placement(self.esa_placement, "CycleConfig.esa_placement")
         for key in ("lambda_cyc", "lambda_identity"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):

@@ -38,9 +38,10 @@ Resume
     rule.
 
 Heads
-    The best and the final models are written with :func:`facerefine.heads.save_head`
-    (``model.safetensors`` + ``config.json``), the format ``facerefine enhance``
-    and the stages load with ``load_head``.
+    The best and the final models are written with
+    :func:`facerefine.head_folder.write_head_folder` (``model.safetensors`` +
+    ``config.json``), the format ``facerefine enhance`` and the stages read with
+    ``heads.read_head_folder``. Training never imports the inference side.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 
-from facerefine.heads import save_head
+from facerefine.head_folder import write_head_folder
 from facerefine.train.checkpoint import STATE_FILE, has_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -275,10 +276,10 @@ class RunCheckpoints:
             save_checkpoint(self.last_dir, self.modules, self.states, epoch=epoch, step=step, extra=full)
         self.accelerator.wait_for_everyone()
 
-    def save_head(self, which: str, model: torch.nn.Module, *, name: str,
-                  training: dict[str, Any] | None = None) -> Path:
+    def write_head(self, which: str, model: torch.nn.Module, *, name: str,
+                   training: dict[str, Any] | None = None) -> Path:
         """Write ``<directory>/<which>`` as a loadable head (main process only)."""
         path = self.directory / which
         if self.accelerator.is_main_process:
-            save_head(path, self.accelerator.unwrap_model(model), name=name, training=training)
+            write_head_folder(path, self.accelerator.unwrap_model(model), name=name, training=training)
         return path
