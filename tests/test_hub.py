@@ -102,7 +102,7 @@ def test_from_pretrained_reads_a_hub_repo_from_the_cache_offline(tmp_path, monke
 
 
 def _headline_latency(heads):
-    """metrics/latency.json as the benchmark stage writes it (bench.derived.headline)."""
+    """metrics/latency.json as the benchmark stage writes it (bench.derived.latency_headline)."""
     return {"mode": "smoke", "meaningful": False, "dev_steps": 50,
             "saving_vs_dev": {"mean": {**{h: 0.8812 + i / 100 for i, h in enumerate(heads)}, "schnell": 0.905},
                               "32": {h: 0.877 for h in heads}, "64": {h: 0.8854 for h in heads}},

@@ -300,7 +300,7 @@ def cost(sources: tuple[Path, ...], profile_name: str, gpu: str | None, gpus: in
         figures = figures.merged(model.Figures(
             {k: model.Figure(v, f"--{k.replace('_', '-')}") for k, v in given.items() if v is not None}, gpu))
         stages = model.project(params, profile_name, figures, table)
-        click.echo(model.render(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
+        click.echo(model.render_cost_report(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
     except (ParamsError, model.CostError) as err:
         raise click.ClickException(str(err)) from None
 
