@@ -162,8 +162,9 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
              model: str | None, keep_raw: bool, device: str | None, dtype: str | None,
              offload: str | None) -> None:
     """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
-    from facerefine.enhance import EXTENSION_FORMATS, default_device, generate_settings, save_atomic
-    from facerefine.enhance import generate as run_generate
+    from facerefine.enhance import EXTENSION_FORMATS, default_device, save_atomic
+    from facerefine.generate import generate as run_generate
+    from facerefine.generate import generate_settings
 
     image_format = EXTENSION_FORMATS.get(output.suffix.lower())
     if image_format is None:
