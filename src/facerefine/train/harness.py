@@ -51,7 +51,8 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -71,6 +72,7 @@ BEST = "best"
 FINAL = "final"
 RNG_KEY = "_rng"  # where save_last keeps the RNG states inside ``extra``
 SCALER_KEY = "_scaler"
+LOGGED = ("loss_G_eq3", "train_loss", "val_loss")  # the record values run_epochs logs
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -217,6 +219,32 @@ class StopRequest:
         return accelerator.check_trigger()
 
 
+# ---------------------------------------------------------------- the loop
+
+
+def run_epochs(accelerator: Accelerator, epochs: Iterable[int],
+               train_epoch: Callable[[int, StopRequest], dict[str, float] | None], *, last_dir: Path,
+               on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> None:
+    """The epoch loop of every trainer. ``train_epoch(epoch, stop)`` trains one epoch, writes
+    its checkpoints and returns the epoch's record, or None when the run is over (early
+    stopping); on a stop requested inside the epoch it writes ``last`` and raises
+    TrainingInterrupted itself. ``on_epoch_end`` gets the record plus ``epoch_seconds`` on the
+    main process (wall clock, for MLflow and logs; never in a versioned history)."""
+    with StopRequest() as stop:
+        for epoch in epochs:
+            started = time.perf_counter()
+            record = train_epoch(epoch, stop)
+            if record is None:
+                break
+            seconds = time.perf_counter() - started
+            shown = ", ".join(f"{key} {record[key]:.4g}" for key in LOGGED if key in record)
+            log.info("epoch %d: %s (%.1f s)", epoch, shown, seconds)
+            if on_epoch_end is not None and accelerator.is_main_process:
+                on_epoch_end({**record, "epoch_seconds": seconds})
+            if stop.requested(accelerator):
+                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {last_dir}")
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -224,7 +252,8 @@ class RunCheckpoints:
     """The checkpoints of one run under ``directory``: ``last`` (resume), ``best`` and ``final`` (heads).
 
     ``modules`` and ``states`` are the raw (unwrapped) modules and the
-    optimizers/schedulers whose ``state_dict`` a resume needs.
+    optimizers/schedulers whose ``state_dict`` a resume needs: a trainer's model object
+    (``CycleGANModel``, ``UNetModel``) hands over its ``networks`` and ``training_states``.
     """
 
     def __init__(self, directory: str | Path, accelerator: Accelerator,
