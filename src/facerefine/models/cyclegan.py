@@ -39,7 +39,7 @@ from torch import nn
 
 from facerefine.models import rules
 from facerefine.models.esa import ESA
-from facerefine.models.rules import ESA_PLACEMENTS, EsaPlacement  # noqa: F401 - re-exported
+from facerefine.models.rules import EsaPlacement
 
 N_DOWNSAMPLINGS = rules.GENERATOR_DOWNSAMPLINGS
 
