@@ -35,10 +35,9 @@ from torch import nn
 
 from facerefine.config import load_params
 from facerefine.enhance import Enhancer
-from facerefine.heads import Head, load_head
+from facerefine.heads import HeadFolder, read_head_folder
 from facerefine.io import write_json
-from facerefine.models.cyclegan import ResnetGenerator
-from facerefine.models.resunet_cbam import ResUNetCBAM
+from facerefine.models.factory import build, head_architectures
 
 RESULTS = Path(__file__).resolve().parent / "results"
 REFERENCE = "reference"
@@ -81,15 +80,14 @@ def reference_generator(ngf: int = 64, n_blocks: int = 9) -> nn.Sequential:
 # --------------------------------------------------------------- the models
 
 
-def paper_generator_config() -> dict:
-    """ngf / n_blocks of the paper profile and the ESA placement, from params.yaml."""
+def paper_architectures() -> dict[str, tuple[str, dict]]:
+    """``name -> (kind, arch)`` of the heads at the paper profile's sizes (params.yaml), with
+    its ESA placement: the head factory's params adapter, as the trainers and the benchmark use."""
     try:
-        params = load_params()
-        paper = params.profiles["paper"].cyclegan
-        return {"ngf": paper.ngf, "n_blocks": paper.n_blocks, "esa": params.cyclegan.esa_placement}
-    except Exception as err:  # noqa: BLE001 - the benchmark still runs outside the repo
-        print(f"note: params.yaml not usable ({err}); using ngf 64, 9 blocks, ESA 'blocks'")
-        return {"ngf": 64, "n_blocks": 9, "esa": "blocks"}
+        return head_architectures(load_params(), "paper")
+    except Exception as err:  # noqa: BLE001 - one clear message instead of a traceback
+        raise SystemExit(f"params.yaml (the paper profile's head sizes) is not usable: {err}; "
+                         "run from the repository root") from None
 
 
 @dataclass(frozen=True)
@@ -103,29 +101,27 @@ class Model:
 def build_models(args: argparse.Namespace) -> dict[str, Model]:
     """The reference and every head (run through an Enhancer), by name."""
     torch.manual_seed(0)  # random weights: timing does not depend on them
-    cfg = paper_generator_config()
+    archs = paper_architectures()
     device = torch.device(args.device)
-    heads = {
-        "cyclegan": Head(ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"]), {"name": "cyclegan"},
-                         Path("cyclegan")),
-        f"esa-cyclegan ({cfg['esa']})": Head(
-            ResnetGenerator(ngf=cfg["ngf"], n_blocks=cfg["n_blocks"], esa=cfg["esa"]), {"name": "esa"},
-            Path("esa")),
-    }
+
+    def random_head(name: str) -> HeadFolder:
+        kind, arch = archs[name]
+        return HeadFolder(build(kind, **arch).eval(), {"name": name, "architecture": arch}, Path(name))
+
+    gen = archs["esa"][1]
+    heads = {"cyclegan": random_head("cyclegan"), f"esa-cyclegan ({gen['esa']})": random_head("esa")}
     if args.unet == "paper":  # the paper profile's size, random weights: timing does not depend on them
-        paper = load_params().profiles["paper"].unet
-        unet = Head(ResUNetCBAM(base_channels=paper.base_channels, depth=paper.depth).eval(), {
-            "name": "unet", "architecture": {"base_channels": paper.base_channels, "depth": paper.depth}},
-            Path("unet"))
-        heads[f"unet (base {paper.base_channels}, depth {paper.depth})"] = unet
+        unet = random_head("unet")
     elif Path(args.unet).is_dir():
-        unet = load_head(args.unet)
+        unet = read_head_folder(args.unet)
+    else:
+        unet = None
+        print(f"note: no U-Net head at {args.unet} (dvc repro train_unet); skipping it")
+    if unet is not None:
         arch = unet.config["architecture"]
         heads[f"unet (base {arch['base_channels']}, depth {arch['depth']})"] = unet
-    else:
-        print(f"note: no U-Net head at {args.unet} (dvc repro train_unet); skipping it")
 
-    reference = reference_generator(cfg["ngf"], cfg["n_blocks"]).to(device).eval()
+    reference = reference_generator(gen["ngf"], gen["n_blocks"]).to(device).eval()
     memory_format = torch.channels_last if device.type == "cuda" else torch.contiguous_format
     reference = reference.to(memory_format=memory_format)
     autocast = args.dtype != "float32" and device.type == "cuda"

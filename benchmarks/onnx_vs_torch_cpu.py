@@ -26,9 +26,11 @@ from pathlib import Path
 import torch
 
 from facerefine.enhance import Enhancer
-from facerefine.heads import load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json
-from facerefine.models.cyclegan import ResnetGenerator, count_parameters
+from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.factory import count_parameters
 from facerefine.onnx_backend import OnnxHead, export_onnx
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -50,7 +52,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         model = ResnetGenerator(ngf=args.ngf, n_blocks=args.blocks, esa=args.esa)
-        head = load_head(save_head(Path(tmp) / "head", model, name="cyclegan"))
+        head = read_head_folder(write_head_folder(Path(tmp) / "head", model, name="cyclegan"))
         diffs = export_onnx(head, Path(tmp) / "head.onnx", check_sizes=[(64, 64)])
         runners = {"torch": Enhancer(head, device="cpu"),
                    "onnxruntime": OnnxHead.load(Path(tmp) / "head.onnx", threads=args.threads).enhancer()}

@@ -11,7 +11,7 @@ import pandas as pd
 from facerefine import paths, weights
 from facerefine.analysis.attributes import summarise
 from facerefine.analysis.diversity import analyse_set
-from facerefine.analysis.report import headline, mlflow_metrics, render
+from facerefine.analysis.report import diversity_headline, mlflow_metrics, render_diversity_report
 from facerefine.analysis.tsne import plot_tsne, tsne_map
 from facerefine.config import load_params, loggable
 from facerefine.io import write_json, write_parquet, write_text
@@ -22,7 +22,7 @@ log = logging.getLogger("diversity")
 
 SETS = {"baseline": paths.SCHNELL_BASELINE, "enriched": paths.SCHNELL_ENRICHED}
 TABLE = Path("data/diversity/attributes.parquet")
-METRICS = paths.METRICS / "diversity.json"  # the headline (analysis.report.headline)
+METRICS = paths.METRICS / "diversity.json"  # the headline (analysis.report.diversity_headline)
 FULL = paths.REPORTS / "diversity.json"      # everything: counts, fractions, t-SNE details
 REPORT = paths.REPORTS / "diversity.md"
 FIGURE = paths.REPORTS / "diversity_tsne.png"
@@ -65,8 +65,8 @@ def main() -> None:
                             "perplexity_requested": perplexity.requested, "perplexity": perplexity.used,
                             "note": perplexity.note}}
         write_json(FULL, metrics)
-        write_json(METRICS, headline(metrics))
-        write_text(REPORT, render(summary, profile=params.profile, standins=standins, deepface_spec=spec,
+        write_json(METRICS, diversity_headline(metrics))
+        write_text(REPORT, render_diversity_report(summary, profile=params.profile, standins=standins, deepface_spec=spec,
                                   detector=detector, perplexity=perplexity, sample=tsne.sample,
                                   figure=FIGURE.relative_to(REPORT.parent).as_posix()))
         run.log_metrics({**mlflow_metrics(summary), "tsne.points": tsne.sample.shown,

@@ -11,74 +11,23 @@ from facerefine.analysis.embeddings import arcface_embeddings
 from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
 from facerefine.distributed import topology
-from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, headline, pair_batches,
+from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set, pair_batches, quality_headline,
                                   render_table, shard_set)
-from facerefine.generation import runner
-from facerefine.generation.flux import SchnellTextToImage
-from facerefine.generation.stage import effective_dtype
-from facerefine.heads import load_head
+from facerefine.evaluation_inputs import HEAD_ROWS, lora_shards, preflight
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
-from facerefine.metrics.clip_iqa import clip_iqa_scores, prompt_pairs
+from facerefine.metrics.clip_iqa import clip_iqa_scores
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
 
 log = logging.getLogger("evaluate")
-HEAD_ROWS = ("unet", "cyclegan", "esa")
-
-
-def lora_weight_key(params: Params) -> str:
-    return f"profiles.{params.profile}.models.lora_weight_name"
-
-
-def load_lora(pipe, params: Params) -> str:
-    """The realism LoRA into ``pipe``, the file named by the params (never a guess)."""
-    models = params.scale.models
-    return weights.load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
-                             key=lora_weight_key(params))
-
-
-def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
-    """The heads of ``evaluate.heads``, in Table 4 order; a missing one is an error (its row
-    and summary entries would silently be empty otherwise). ``heads_dir``: models/heads."""
-    heads_dir = paths.HEADS if heads_dir is None else heads_dir
-    chosen = [name for name in HEAD_ROWS if name in params.evaluate.heads]
-    missing = [name for name in chosen if not (heads_dir / name).is_dir()]
-    if missing:
-        raise FileNotFoundError(
-            f"evaluate: no head {', '.join(repr(m) for m in missing)} in {heads_dir}/ (run `dvc repro` for "
-            "train_unet / select_cyclegan first, or leave it out of evaluate.heads)")
-    return chosen
 
 
 def standins(params: Params) -> list[str]:
     """Stand-in networks behind Table 4 (any of them puts the banner on the report)."""
     return weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
-
-
-def preflight(params: Params) -> list[str]:
-    """Everything that can fail on params or files, checked before any image is generated:
-    the LoRA file, the heads, the CLIP-IQA prompts. Returns the heads to evaluate."""
-    models = params.scale.models
-    weights.lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
-                             key=lora_weight_key(params))
-    prompt_pairs(params.evaluate.clip_iqa_prompts)
-    return selected_heads(params)
-
-
-def lora_shards(params, test: pd.DataFrame, device, out_dir: Path) -> None:
-    """schnell with the realism LoRA, same prompts and seeds as the schnell test images, written
-    shard by shard to ``out_dir``: the FLUX pipeline is freed before the metric networks load,
-    and the LoRA images are read back batch by batch like every other row."""
-    scale = params.scale
-    # the dtype generate_schnell used, so the LoRA row differs from the schnell row by the LoRA only
-    pipe = weights.load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology()), device=device)
-    load_lora(pipe, params)
-    generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
-    runner.generate_shards(runner.plan_shards(test, scale.shard_size), out_dir, generate,
-                           job_fingerprint="evaluate-lora", sample_meta=lambda row: {"id": row["id"]},
-                           batch_size=scale.batch_size, desc="evaluate/lora")
 
 
 def main() -> None:
@@ -100,7 +49,7 @@ def main() -> None:
             lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
             sets = {"lora": shard_set(lora_dir)}
             for name in head_names:
-                sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
+                sets[name] = head_set(read_head_folder(name, device).model, cfg.batch_size, device)
 
             extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
             clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
@@ -125,7 +74,7 @@ def main() -> None:
                  f"Identity: ArcFace (DeepFace, detector `{scale.face_detector}`) cosine to the schnell input "
                  "and to the dev twin."]
         write_json(paths.REPORTS / "quality.json", rows)  # every column of every row
-        write_json(paths.METRICS / "quality.json", headline(rows))  # the headline, for `dvc exp show`
+        write_json(paths.METRICS / "quality.json", quality_headline(rows))  # the headline, for `dvc exp show`
         write_text(paths.REPORTS / "quality.md",
                    render_table(rows, standins=standins(params), notes=notes))
         order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]

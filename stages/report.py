@@ -5,7 +5,7 @@ import pandas as pd
 from facerefine import paths, weights
 from facerefine.config import load_params
 from facerefine.io import write_text
-from facerefine.report import load_json, render
+from facerefine.report import load_json, render_pipeline_report
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import line_plot
@@ -26,7 +26,7 @@ def main() -> None:
     with stage_run("report", profile=params.profile) as run:
         unet_curves()
         standins = weights.standin_networks(params, weights.REPORT_NETWORKS["report"])
-        text = render(profile=params.profile, standins=standins,
+        text = render_pipeline_report(profile=params.profile, standins=standins,
                       prompts_metrics=load_json(paths.METRICS / "prompts.json"))
         write_text(paths.REPORTS / "README.md", text)
         run.log_artifact(paths.REPORTS / "README.md")

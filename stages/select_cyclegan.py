@@ -9,7 +9,8 @@ import pandas as pd
 from facerefine import paths, weights
 from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
-from facerefine.heads import load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json, write_text
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
@@ -66,10 +67,10 @@ def main() -> None:
 
     with stage_run("select_cyclegan", params=loggable(params), profile=params.profile) as run:
         for variant, cell in chosen.items():
-            head = load_head(paths.CYCLEGAN_RUNS / cell["cell"])
-            save_head(paths.HEADS / variant, head.model, name=variant,
-                      training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
-            write_model_card(paths.HEADS / variant, params)  # after save_head (it replaces the folder)
+            head = read_head_folder(paths.CYCLEGAN_RUNS / cell["cell"])
+            write_head_folder(paths.HEADS / variant, head.model, name=variant,
+                              training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
+            write_model_card(paths.HEADS / variant, params)  # after write_head_folder (it replaces the folder)
         standins = weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"])
         write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, standins,
                                                                      grid_config(params)))

@@ -14,9 +14,10 @@ from facerefine import paths
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
 from facerefine.data.datasets import ImageShardDataset, data_fingerprint, select_ids
-from facerefine.heads import load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json
-from facerefine.models.cyclegan import count_parameters
+from facerefine.models.factory import count_parameters
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.train.cells import Cell
@@ -68,12 +69,12 @@ def main() -> None:
         run.log_params({"cell.lambda_cyc": cell.lambda_cyc, "cell.lr": cell.lr})
         result = train_cycle(cfg, loader_a, loader_b, run_dir, val_a=val_loader,
                              on_epoch_end=lambda rec: run.log_metrics(rec, step=int(rec["epoch"])))
-        g_ab = load_head(run_dir / BEST).model
+        g_ab = read_head_folder(run_dir / BEST).model
         best = result.history[result.best_epoch - 1]
-        save_head(out_dir, g_ab, name=cell.variant,
-                  training={**cfg.to_dict(), "image_size": scale.image_size, "batch_size": scale.batch_size,
-                            "best_epoch": result.best_epoch},
-                  data={"fingerprint": data_id, "train_images": len(train_ids), "val_images": len(val_ids)})
+        write_head_folder(out_dir, g_ab, name=cell.variant,
+                          training={**cfg.to_dict(), "image_size": scale.image_size,
+                                    "batch_size": scale.batch_size, "best_epoch": result.best_epoch},
+                          data={"fingerprint": data_id, "train_images": len(train_ids), "val_images": len(val_ids)})
         metrics = {
             "cell": cell.name, "variant": cell.variant, "lambda_cyc": cell.lambda_cyc, "lr": cell.lr,
             # best_loss_G: the paper's L, Eq. 3 (adversarial + λ_cyc·cycle), whatever lambda_identity trained
@@ -87,7 +88,7 @@ def main() -> None:
         a = torch.stack([val_a[i] for i in range(n)])
         with torch.inference_mode():
             fake_b = g_ab(a)
-            rec = load_head(run_dir / (BEST + INVERSE)).model(fake_b)
+            rec = read_head_folder(run_dir / (BEST + INVERSE)).model(fake_b)
         sample_grid(report_dir / "samples.png", {"A (schnell)": a, "G(A)": fake_b, "F(G(A))": rec})
         run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
         # Wall-clock durations go to MLflow (per epoch, via on_epoch_end) and the log, never to

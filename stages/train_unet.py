@@ -12,9 +12,11 @@ from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
 from facerefine.data.datasets import PairedShardDataset, data_fingerprint, select_ids
-from facerefine.heads import load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import read_head_folder
 from facerefine.io import write_json
-from facerefine.models.resunet_cbam import ResUNetCBAM, count_parameters
+from facerefine.models.factory import count_parameters
+from facerefine.models.resunet_cbam import ResUNetCBAM
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.train.checkpoint import run_directory
@@ -57,10 +59,10 @@ def main() -> None:
                                   on_epoch_end=lambda rec: run.log_metrics(rec, step=int(rec["epoch"])))
         if not accelerator.is_main_process:
             return
-        head = load_head(result.best_dir)
-        save_head(paths.UNET_HEAD, head.model, name="unet", training=training,
-                  data={"fingerprint": data_id, "train_pairs": len(train_ids), "val_pairs": len(val_ids)})
-        write_model_card(paths.UNET_HEAD, params)  # after save_head (it replaces the folder)
+        head = read_head_folder(result.best_dir)
+        write_head_folder(paths.UNET_HEAD, head.model, name="unet", training=training,
+                          data={"fingerprint": data_id, "train_pairs": len(train_ids), "val_pairs": len(val_ids)})
+        write_model_card(paths.UNET_HEAD, params)  # after write_head_folder (it replaces the folder)
         write_history(REPORT / "history.csv", result.history)
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
         metrics = {

@@ -30,7 +30,7 @@ def test_a_renamed_profile_with_standins_gets_the_banner_everywhere(tmp_path):
         found = weights.standin_networks(params, roles)
         assert found and all(f.endswith("(smoke)") for f in found), stage
     banner = weights.standin_banner(weights.standin_networks(params, weights.REPORT_NETWORKS["report"]))
-    page = report.render(tmp_path, profile="my_smoke", standins=weights.standin_networks(params), prompts_metrics=None)
+    page = report.render_pipeline_report(tmp_path, profile="my_smoke", standins=weights.standin_networks(params), prompts_metrics=None)
     assert banner in page
     cycle = render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9,
                           weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"]), SWEEP)
@@ -40,7 +40,7 @@ def test_a_renamed_profile_with_standins_gets_the_banner_everywhere(tmp_path):
 def test_real_networks_get_no_banner_and_one_random_network_does(tmp_path):
     paper = params_with("paper")
     assert weights.standin_networks(paper) == [] and weights.standin_banner([]) == ""
-    assert "Stand-in" not in report.render(tmp_path, profile="paper", standins=[], prompts_metrics=None)
+    assert "Stand-in" not in report.render_pipeline_report(tmp_path, profile="paper", standins=[], prompts_metrics=None)
     assert "Stand-in" not in render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9, [], SWEEP)
     mixed = params_with("paper", dev="random")
     assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]

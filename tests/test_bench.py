@@ -14,7 +14,7 @@ import yaml
 from facerefine import bench
 from facerefine import flux_arch as bench_arch
 from facerefine.bench import (RunOptions, Timing, achieved_tflops, check_mode, compute_bound_images_per_second,
-                              derive, derive_all, dev_key, effective_mode, headline, images_per_second, overhead,
+                              derive, derive_all, dev_key, effective_mode, images_per_second, latency_headline, overhead,
                               percentile, saving, seconds_per_image, time_callable, with_overrides)
 from facerefine.config import ParamsError, load_params, parse_params
 from facerefine.summary import latency_numbers
@@ -199,7 +199,7 @@ def test_headline_is_the_saving_averaged_over_resolutions_with_each_beside_it():
     # 256²: dev 40 s; 512²: dev 80 s (the headline's 50 steps); schnell + unet 2.5 s at both.
     result["pipelines"]["dev_50steps"] = {"256": {"seconds_per_image": 40.0}, "512": {"seconds_per_image": 80.0}}
     result["derived"] = derive_all(result)
-    h = headline(result)
+    h = latency_headline(result)
     assert h["dev_steps"] == 50
     assert h["saving_vs_dev"]["256"]["unet"] == pytest.approx(1 - 2.5 / 40)   # 0.9375
     assert h["saving_vs_dev"]["512"]["unet"] == pytest.approx(1 - 2.5 / 80)   # 0.96875
@@ -209,13 +209,13 @@ def test_headline_is_the_saving_averaged_over_resolutions_with_each_beside_it():
 
 
 def test_headline_names_the_dev_steps_it_uses():
-    h = headline(synthetic_result(headline_steps=28))
+    h = latency_headline(synthetic_result(headline_steps=28))
     assert h["dev_steps"] == 28 and h["saving_vs_dev"]["mean"]["esa"] == pytest.approx(1 - 2.5 / 28)
 
 
 def test_headline_stays_small_at_the_paper_profiles_size():
     """Four resolutions and three heads: the metric is at most 25 numbers (the table is a report)."""
-    h = headline(synthetic_result())
+    h = latency_headline(synthetic_result())
     assert leaves(h) <= 25
     assert "pipelines" not in h and "derived" not in h
 
@@ -225,7 +225,7 @@ def test_a_skipped_size_is_null_in_the_headline_and_left_out_of_the_mean():
     result["schnell_plus_head"]["esa"]["32"] = {"skipped": "ESA needs at least 60 px"}
     result["heads"]["esa"]["resolutions"]["32"] = {"skipped": "ESA needs at least 60 px"}
     result["derived"] = derive_all(result)
-    h = headline(result)
+    h = latency_headline(result)
     assert h["saving_vs_dev"]["32"]["esa"] is None
     assert h["saving_vs_dev"]["mean"]["esa"] == h["saving_vs_dev"]["64"]["esa"] == pytest.approx(0.95)
 
@@ -424,12 +424,12 @@ def project(tmp_path, monkeypatch):
 def test_benchmarked_heads_are_the_trained_architectures():
     """The benchmark times heads built from the params; they must be what the trainers build."""
     from facerefine.config import load_params
-    from facerefine.heads import architectures
+    from facerefine.models.factory import build_heads
     from facerefine.models.resunet_cbam import ResUNetCBAM
     from facerefine.train.cycle import CycleConfig
 
     params = load_params()
-    built = architectures(params)
+    built = build_heads(params)
     scale = params.scale
     assert built["unet"].config() == ResUNetCBAM(base_channels=scale.unet.base_channels,
                                                  depth=scale.unet.depth).config()
@@ -483,7 +483,7 @@ def test_stage_writes_metrics_figure_and_report(project):
 
     # The metric is the headline only, read by summary.py as written.
     metric = json.loads((project / "metrics/latency.json").read_text(encoding="utf-8"))
-    assert metric == headline(result) and metric["dev_steps"] == 2
+    assert metric == latency_headline(result) and metric["dev_steps"] == 2
     assert metric["saving_vs_dev"]["mean"]["unet"] == result["derived"]["2"]["mean"]["heads"]["unet"]["saving_vs_dev"]
     assert latency_numbers(metric, ["unet", "esa"])["saving_vs_dev.unet"] == metric["saving_vs_dev"]["mean"]["unet"]
 

@@ -44,6 +44,24 @@ def test_bad_values_name_the_key(path, value, message):
         parse_params(with_change(path, value))
 
 
+def test_head_size_rules_come_from_the_models():
+    """config asks models/rules.py, which the model classes use: the ESA minimum and placements too."""
+    from facerefine.models.cyclegan import ResnetGenerator
+    from facerefine.models.resunet_cbam import ResUNetCBAM
+
+    multiple = ResUNetCBAM(base_channels=4, depth=6).size_multiple
+    with pytest.raises(ParamsError, match=rf"must be a multiple of 2\^\(depth-1\) = {multiple}"):
+        parse_params(with_change("profiles.smoke.unet.image_size", multiple + 2))
+    least = ResnetGenerator(ngf=4, n_blocks=1, esa="trunk").min_size
+    raw = with_change("profiles.smoke.cyclegan.image_size", least - 4)
+    with pytest.raises(ParamsError, match=rf"profiles\.smoke\.cyclegan\.image_size: {least - 4} is below .*{least} px"):
+        parse_params(raw)
+    raw["cyclegan"]["grid"]["variant"] = ["cyclegan"]  # no ESA head trained: the plain generator fits
+    parse_params(raw)
+    with pytest.raises(ParamsError, match=r"cyclegan\.esa_placement: .*one of \('blocks', 'trunk'\)"):
+        parse_params(with_change("cyclegan.esa_placement", "everywhere"))
+
+
 def test_every_error_is_reported_at_once():
     raw = with_change("dev.strength", 2)
     raw["profiles"]["smoke"]["image_size"] = 33

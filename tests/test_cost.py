@@ -92,7 +92,7 @@ def test_an_unknown_figure_is_reported_per_stage_not_invented():
     assert stages["evaluate"].known_hours == pytest.approx(100 * (4.0 + 3 * 0.1) / 3600)  # the known part
     _, unknown = cost.total_hours(stages.values())
     assert unknown == ["refine_dev", "benchmark", "evaluate"]
-    text = cost.render(list(stages.values()), figures(values), profile_name="paper", gpus=4,
+    text = cost.render_cost_report(list(stages.values()), figures(values), profile_name="paper", gpus=4,
                        params=small_paper_params())
     assert "needs --dev-s-per-image" in text and "without refine_dev, benchmark, evaluate" in text
 

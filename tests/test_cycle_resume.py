@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerefine.heads import load_head
+from facerefine.heads import read_head_folder
 from facerefine.train.cycle import CycleConfig, train_cycle
 from facerefine.train.schedules import linear_decay_factor
 
@@ -126,11 +126,11 @@ def test_resume_refuses_a_different_architecture(tmp_path: Path) -> None:
 def test_best_and_final_generators_are_heads(tmp_path: Path) -> None:
     la, lb, _ = loaders()
     result = train_cycle(CFG, la, lb, tmp_path)
-    best = load_head(tmp_path / "best")
+    best = read_head_folder(tmp_path / "best")
     assert best.config["training"]["record"]["epoch"] == result.best_epoch
     assert best.model(torch.zeros(1, 3, 32, 32)).shape == (1, 3, 32, 32)
-    assert load_head(tmp_path / "best_inverse").config["name"] == "cyclegan_inverse"
-    final = load_head(tmp_path / "final")
+    assert read_head_folder(tmp_path / "best_inverse").config["name"] == "cyclegan_inverse"
+    final = read_head_folder(tmp_path / "final")
     for key, value in result.g_ab.state_dict().items():  # final = the last epoch's G
         torch.testing.assert_close(final.model.state_dict()[key], value)
 

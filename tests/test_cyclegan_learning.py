@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from facerefine.heads import load_head
+from facerefine.heads import read_head_folder
 from facerefine.train.cycle import CycleConfig, train_cycle
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
@@ -75,5 +75,5 @@ def test_cycle_trainer_learns_colour_cast(variant: str, tmp_path) -> None:
     assert after <= 0.5 * baseline, f"G(A) colour distance to B {after:.3f} vs identity {baseline:.3f}"
 
     # The best epoch's generator was exported as a loadable head.
-    assert load_head(tmp_path / "best").config["training"]["record"]["epoch"] == result.best_epoch
+    assert read_head_folder(tmp_path / "best").config["training"]["record"]["epoch"] == result.best_epoch
     assert result.best_loss_G == min(r["loss_G_eq3"] for r in history)

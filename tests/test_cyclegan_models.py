@@ -7,7 +7,8 @@ import json
 import pytest
 import torch
 
-from facerefine.models.cyclegan import ResnetGenerator, count_parameters
+from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.factory import count_parameters
 from facerefine.models.patchgan import PatchDiscriminator, patch_output_size
 
 # Parameter counts for ngf/ndf 64, 9 blocks / 3 layers. The plain ones equal

@@ -15,7 +15,7 @@ from PIL import Image
 
 from facerefine import cli, demo
 from facerefine.cli import _load_enhancer
-from facerefine.heads import save_head
+from facerefine.head_folder import write_head_folder
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
 REPO = Path(__file__).resolve().parents[1]
@@ -32,7 +32,7 @@ def head_dir(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     unet = ResUNetCBAM(base_channels=4, depth=3)
     torch.nn.init.normal_(unet.head[-1].weight, std=0.1)
-    return save_head(tmp_path_factory.mktemp("heads") / "tiny", unet, name="tiny")
+    return write_head_folder(tmp_path_factory.mktemp("heads") / "tiny", unet, name="tiny")
 
 
 @pytest.fixture(scope="module")

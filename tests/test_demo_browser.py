@@ -25,7 +25,7 @@ import torch
 from PIL import Image
 
 from facerefine import demo
-from facerefine.heads import save_head
+from facerefine.head_folder import write_head_folder
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -73,7 +73,7 @@ def server(tmp_path_factory):
         torch.manual_seed(0)
         unet = ResUNetCBAM(base_channels=4, depth=3)
         torch.nn.init.normal_(unet.head[-1].weight, std=0.1)
-        head = str(save_head(tmp_path_factory.mktemp("heads") / "tiny", unet, name="tiny"))
+        head = str(write_head_folder(tmp_path_factory.mktemp("heads") / "tiny", unet, name="tiny"))
     port = _free_port()
     log = tmp_path_factory.mktemp("server") / "demo.log"
     command = [sys.executable, "-c", "from facerefine.cli import main; main()", "demo", "--head", head,

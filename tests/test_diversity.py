@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facerefine.analysis import attributes as A
-from facerefine.analysis.report import PAPER_TABLE1, mlflow_metrics, paper_fractions, render
+from facerefine.analysis.report import PAPER_TABLE1, mlflow_metrics, paper_fractions, render_diversity_report
 from facerefine.analysis.tsne import (MIN_POINTS, allocate, clamp_perplexity, plot_tsne, stratified_sample,
                                      tsne_2d, tsne_map)
 
@@ -131,7 +131,7 @@ def summary():
 
 
 def test_report_has_table1_layout_paper_rows_and_smoke_banner():
-    md = render(summary(), profile="smoke", standins=["deepface (smoke)"], deepface_spec="smoke", detector="skip",
+    md = render_diversity_report(summary(), profile="smoke", standins=["deepface (smoke)"], deepface_spec="smoke", detector="skip",
                 perplexity=clamp_perplexity(30, 2), figure="diversity_tsne.png")
     assert "> **Stand-in networks:** deepface (smoke)" in md
     assert "| Prompt | Perceived Gender M : F | P. Age 18-30 : 31-50 : 50+ | P. Dominant Ethnicity " \
@@ -143,7 +143,7 @@ def test_report_has_table1_layout_paper_rows_and_smoke_banner():
     assert "t-SNE skipped" in md and "diversity_tsne.png" not in md
     assert not re.search(r"\bNone\b|\{|\}|\bnan\b", md)  # no placeholders or unformatted values
     assert "| Baseline (computed by us from the paper's Table 1) |" in md  # a derived row says so
-    paper = render(summary(), profile="paper", standins=[], deepface_spec="pretrained", detector="retinaface",
+    paper = render_diversity_report(summary(), profile="paper", standins=[], deepface_spec="pretrained", detector="retinaface",
                    perplexity=clamp_perplexity(30, 96), figure="diversity_tsne.png")
     assert "Stand-in networks" not in paper and "![t-SNE" in paper
 

@@ -14,7 +14,8 @@ from PIL import Image
 from facerefine import cli, enhance
 from facerefine.enhance import (Enhancer, Inputs, Padding, blend_window, crop, find_images, pad, padding_for,
                                 plan_jobs, plan_tiles, supported_size)
-from facerefine.heads import Head, load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import HeadFolder, read_head_folder
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
@@ -49,15 +50,15 @@ def heads(tmp_path_factory) -> dict[str, Path]:
     unet = ResUNetCBAM(base_channels=4, depth=3)
     torch.nn.init.normal_(unet.head[-1].weight, std=0.1)
     return {
-        "cyclegan": save_head(root / "cyclegan", ResnetGenerator(ngf=4, n_blocks=1), name="cyclegan"),
-        "esa": save_head(root / "esa", ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa"),
-        "unet": save_head(root / "unet", unet, name="unet"),
+        "cyclegan": write_head_folder(root / "cyclegan", ResnetGenerator(ngf=4, n_blocks=1), name="cyclegan"),
+        "esa": write_head_folder(root / "esa", ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa"),
+        "unet": write_head_folder(root / "unet", unet, name="unet"),
     }
 
 
-def _identity_head() -> Head:
+def _identity_head() -> HeadFolder:
     """A fresh ResUNet-CBAM is the identity up to its ±(1 - 1e-3) clamp (zero-init last conv)."""
-    return Head(ResUNetCBAM(base_channels=4, depth=3), {"name": "identity"}, Path("identity"))
+    return HeadFolder(ResUNetCBAM(base_channels=4, depth=3), {"name": "identity"}, Path("identity"))
 
 
 # ------------------------------------------------------------------ padding and tiling
@@ -121,7 +122,7 @@ def test_tiling_a_real_head_is_seamless_enough() -> None:
     """A trained-like head tiled with overlap stays close to the whole-image result (instance
     norm statistics differ per tile, so not equal)."""
     torch.manual_seed(0)
-    head = Head(ResnetGenerator(ngf=4, n_blocks=1), {}, Path("g"))
+    head = HeadFolder(ResnetGenerator(ngf=4, n_blocks=1), {}, Path("g"))
     x = torch.rand(3, 96, 96) * 2 - 1
     whole = Enhancer(head).enhance_tensor(x)
     tiled = Enhancer(head, tile=64, overlap=16).enhance_tensor(x)
@@ -138,14 +139,14 @@ def test_loaded_head_reproduces_the_in_memory_head(heads: dict[str, Path]) -> No
     torch.nn.init.normal_(unet.head[-1].weight, std=0.1)
     image = _random_image((101, 77), seed=2)
     for name, model in (("cyclegan", ResnetGenerator(ngf=4, n_blocks=1)), ("unet", unet)):
-        in_memory = Enhancer(Head(model, {}, Path(name))).enhance_image(image)
-        loaded = Enhancer(load_head(heads[name])).enhance_image(image)
+        in_memory = Enhancer(HeadFolder(model, {}, Path(name))).enhance_image(image)
+        loaded = Enhancer(read_head_folder(heads[name])).enhance_image(image)
         assert np.array_equal(np.asarray(in_memory), np.asarray(loaded)), name
         assert not np.array_equal(np.asarray(loaded), np.asarray(image))  # the head did something
 
 
 def test_enhancer_equals_the_model_on_supported_sizes(heads: dict[str, Path]) -> None:
-    head = load_head(heads["cyclegan"])
+    head = read_head_folder(heads["cyclegan"])
     x = torch.rand(3, 64, 48) * 2 - 1
     with torch.inference_mode():
         expected = head.model(x[None])[0]
@@ -153,7 +154,7 @@ def test_enhancer_equals_the_model_on_supported_sizes(heads: dict[str, Path]) ->
 
 
 def test_esa_head_takes_images_below_its_minimum(heads: dict[str, Path]) -> None:
-    head = load_head(heads["esa"])
+    head = read_head_folder(heads["esa"])
     assert head.min_size == 60
     out = Enhancer(head).enhance_image(_random_image((30, 20)))
     assert out.size == (30, 20)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facerefine import weights
+from facerefine import evaluation_inputs, weights
 from facerefine.config import parse_params
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,11 +30,11 @@ def lora_folder(tmp_path_factory):
 
 
 @pytest.fixture
-def heads_dir(tmp_path, evaluate, monkeypatch):
+def heads_dir(tmp_path, monkeypatch):
     heads = tmp_path / "heads"
-    for name in evaluate.HEAD_ROWS:
+    for name in evaluation_inputs.HEAD_ROWS:
         (heads / name).mkdir(parents=True)
-    monkeypatch.setattr(evaluate.paths, "HEADS", heads)
+    monkeypatch.setattr(evaluation_inputs.paths, "HEADS", heads)
     return heads
 
 
@@ -68,16 +68,16 @@ def test_bad_lora_file_stops_main_before_any_generation(evaluate, lora_folder, h
         evaluate.main()
 
 
-def test_preflight_passes_with_the_named_file(evaluate, lora_folder, heads_dir):
+def test_preflight_passes_with_the_named_file(lora_folder, heads_dir):
     params = smoke_params(**{"models.lora": str(lora_folder), "models.lora_weight_name": "v2.safetensors"})
-    assert evaluate.preflight(params) == ["unet", "cyclegan", "esa"]
+    assert evaluation_inputs.preflight(params) == ["unet", "cyclegan", "esa"]
 
 
-def test_missing_head_is_an_error_unless_left_out(evaluate, heads_dir):
+def test_missing_head_is_an_error_unless_left_out(heads_dir):
     (heads_dir / "cyclegan").rmdir()
     with pytest.raises(FileNotFoundError, match=r"no head 'cyclegan' in .*heads/.*evaluate.heads"):
-        evaluate.selected_heads(smoke_params())
-    assert evaluate.selected_heads(smoke_params(**{"evaluate.heads": ["esa", "unet"]})) == ["unet", "esa"]
+        evaluation_inputs.selected_heads(smoke_params())
+    assert evaluation_inputs.selected_heads(smoke_params(**{"evaluate.heads": ["esa", "unet"]})) == ["unet", "esa"]
 
 
 def test_unknown_head_and_repeats_are_params_errors():
@@ -89,6 +89,6 @@ def test_unknown_head_and_repeats_are_params_errors():
         smoke_params(**{"evaluate.heads": ["unet", "unet"]})
 
 
-def test_bad_clip_iqa_prompt_fails_the_preflight(evaluate, heads_dir):
+def test_bad_clip_iqa_prompt_fails_the_preflight(heads_dir):
     with pytest.raises(ValueError, match="unknown prompt name 'qualty'"):
-        evaluate.preflight(smoke_params(**{"evaluate.clip_iqa_prompts": ["qualty"]}))
+        evaluation_inputs.preflight(smoke_params(**{"evaluate.clip_iqa_prompts": ["qualty"]}))

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import load_file
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from facerefine.heads import load_head
+from facerefine.heads import read_head_folder
 from facerefine.stagekit import run_stage
 from facerefine.train.cycle import CycleConfig, train_cycle
 from facerefine.train.harness import (TrainingInterrupted, capture_rng, epoch_seed, resume_batches,
@@ -137,10 +137,10 @@ def test_sigint_mid_epoch_checkpoints_exits_and_resumes_to_the_same_weights(tmp_
     for key in ref:
         torch.testing.assert_close(got[key], ref[key], rtol=0, atol=0, msg=key)
     # best and final are heads that load as `facerefine enhance` loads them
-    final = load_head(tmp_path / "cut" / "final").model.state_dict()
+    final = read_head_folder(tmp_path / "cut" / "final").model.state_dict()
     for key, value in final.items():
         torch.testing.assert_close(value, ref[f"G_AB.{key}"], rtol=0, atol=0)
-    assert load_head(tmp_path / "cut" / "best").config["training"]["record"]["epoch"] == resumed.best_epoch
+    assert read_head_folder(tmp_path / "cut" / "best").config["training"]["record"]["epoch"] == resumed.best_epoch
 
 
 def test_an_interrupt_exits_the_stage_non_zero() -> None:

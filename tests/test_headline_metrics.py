@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from facerefine.analysis import report as diversity_report
 from facerefine.analysis.attributes import from_deepface, summarise
-from facerefine.evaluation import HEADLINE_COLUMNS, LABELS, headline
+from facerefine.evaluation import HEADLINE_COLUMNS, LABELS, quality_headline
 
 MAX_KEYS = 25
 
@@ -49,19 +49,19 @@ def diversity_metrics() -> dict:
 def test_quality_headline_is_the_compared_table4_numbers_per_row():
     rows = quality_rows()
     assert len(flatten(rows)) > 90  # what metrics/quality.json held before the split
-    head = headline(rows)
+    head = quality_headline(rows)
     flat = flatten(head)
     assert len(flat) <= MAX_KEYS and len(flat) == 3 * len(LABELS)
     assert set(head) == set(rows) and all(tuple(r) == HEADLINE_COLUMNS for r in head.values())
     assert flat["unet.fid_diff"] == rows["unet"]["fid_diff"] and flat["dev.fid_diff"] is None
-    assert headline({"unet": {"fid_diff": 0.1}}) == {"unet": {"fid_diff": 0.1, "clip_iqa": None,
+    assert quality_headline({"unet": {"fid_diff": 0.1}}) == {"unet": {"fid_diff": 0.1, "clip_iqa": None,
                                                               "identity_cos_schnell": None}}
 
 
 def test_diversity_headline_keeps_faces_and_indices_under_the_full_key_paths():
     metrics = diversity_metrics()
     assert len(flatten(metrics)) > 60
-    flat = flatten(diversity_report.headline(metrics))
+    flat = flatten(diversity_report.diversity_headline(metrics))
     assert len(flat) <= MAX_KEYS
     full = flatten(metrics)
     assert sorted(flat) == sorted(

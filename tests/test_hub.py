@@ -19,7 +19,7 @@ from facerefine.config import load_params
 from facerefine.card import _num, card_info, card_weights_sha256, front_matter, weights_sha256, write_model_card
 from facerefine.enhance import Enhancer
 from facerefine.api import Head, load_head
-from facerefine.heads import save_head
+from facerefine.head_folder import write_head_folder
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
@@ -33,10 +33,10 @@ def tiny_heads(root: Path) -> dict[str, Path]:
     unet = ResUNetCBAM(base_channels=8, depth=3)
     torch.nn.init.normal_(unet.head[-1].weight, std=0.05)
     esa = ResnetGenerator(ngf=4, n_blocks=1, esa="blocks")
-    return {"unet": save_head(root / "unet", unet, name="unet", training={"lr": 5e-5, "seed": 0},
-                              data={"fingerprint": "abc123", "train_pairs": 47, "val_pairs": 5}),
-            "esa": save_head(root / "esa", esa, name="esa", training={"lr": 1e-4, "lambda_cyc": 2.0},
-                             data={"fingerprint": "abc123"})}
+    return {"unet": write_head_folder(root / "unet", unet, name="unet", training={"lr": 5e-5, "seed": 0},
+                                      data={"fingerprint": "abc123", "train_pairs": 47, "val_pairs": 5}),
+            "esa": write_head_folder(root / "esa", esa, name="esa", training={"lr": 1e-4, "lambda_cyc": 2.0},
+                                     data={"fingerprint": "abc123"})}
 
 
 def random_image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -102,7 +102,7 @@ def test_from_pretrained_reads_a_hub_repo_from_the_cache_offline(tmp_path, monke
 
 
 def _headline_latency(heads):
-    """metrics/latency.json as the benchmark stage writes it (bench.derived.headline)."""
+    """metrics/latency.json as the benchmark stage writes it (bench.derived.latency_headline)."""
     return {"mode": "smoke", "meaningful": False, "dev_steps": 50,
             "saving_vs_dev": {"mean": {**{h: 0.8812 + i / 100 for i, h in enumerate(heads)}, "schnell": 0.905},
                               "32": {h: 0.877 for h in heads}, "64": {h: 0.8854 for h in heads}},
@@ -127,7 +127,7 @@ def _full_quality(heads):
 def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_thread):
     heads = tiny_heads(tmp_path / "models" / "heads")
     for path in heads.values():
-        write_model_card(path, load_params(REPO / "params.yaml"))  # what the train stages do after save_head
+        write_model_card(path, load_params(REPO / "params.yaml"))  # what the train stages do after write_head_folder
     (tmp_path / "metrics").mkdir()
     (tmp_path / "reports").mkdir()
     shutil.copy(REPO / "params.yaml", tmp_path / "params.yaml")
@@ -169,7 +169,7 @@ def test_model_cards_stage_numbers_equal_the_metrics(tmp_path, monkeypatch, one_
         assert staged.files == ["model.safetensors", "config.json", "README.md", "samples.png"]
         assert (staged.folder / "README.md").read_text() == text
     # retrained weights: the metrics card is stale, push falls back to the head's own card
-    save_head(heads["esa"], ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa")
+    write_head_folder(heads["esa"], ResnetGenerator(ngf=4, n_blocks=1, esa="blocks"), name="esa")
     write_model_card(heads["esa"], profile="smoke")
     assert hub.card_for(heads["esa"], tmp_path / "models" / "cards") == heads["esa"] / "README.md"
 

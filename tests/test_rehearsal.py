@@ -132,7 +132,7 @@ def test_cpu_keeps_bfloat16_and_refuses_float16():
 
 
 def test_generate_honours_the_profile_offload_and_an_explicit_one(tmp_path):
-    from facerefine.enhance import generate_settings
+    from facerefine.generate import generate_settings
 
     raw = copy.deepcopy(BASE)
     raw["profiles"]["smoke"]["offload"] = "model"

@@ -7,12 +7,10 @@ import json
 import pytest
 import torch
 
-from facerefine.models.resunet_cbam import (
-    CBAM,
-    ResUNetCBAM,
-    count_parameters,
-)
-from facerefine.heads import load_head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import read_head_folder
+from facerefine.models.factory import count_parameters
+from facerefine.models.resunet_cbam import CBAM, ResUNetCBAM
 
 
 def _randomise_head(model: ResUNetCBAM) -> None:
@@ -94,10 +92,10 @@ def test_save_and_load_head_round_trip(tmp_path) -> None:
     torch.manual_seed(0)
     model = ResUNetCBAM(base_channels=8, depth=3, max_channels=16)
     _randomise_head(model)
-    save_head(tmp_path / "head", model, name="unet")
+    write_head_folder(tmp_path / "head", model, name="unet")
     config = json.loads((tmp_path / "head" / "config.json").read_text())
     assert config["kind"] == "resunet_cbam" and config["architecture"]["max_channels"] == 16
-    loaded = load_head(tmp_path / "head").model
+    loaded = read_head_folder(tmp_path / "head").model
     x = torch.rand(1, 3, 16, 16) * 2 - 1
     torch.testing.assert_close(loaded(x), model(x), atol=0, rtol=0)
     assert ResUNetCBAM.from_config(model.config()).config() == model.config()
@@ -105,10 +103,10 @@ def test_save_and_load_head_round_trip(tmp_path) -> None:
 
 def test_load_head_names_what_is_missing(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no head at"):
-        load_head(tmp_path / "missing")
+        read_head_folder(tmp_path / "missing")
     (tmp_path / "broken").mkdir()
     with pytest.raises(ValueError, match="unreadable head config"):
-        load_head(tmp_path / "broken")
+        read_head_folder(tmp_path / "broken")
 
 
 def test_parameter_counts_at_paper_depth() -> None:

@@ -22,7 +22,7 @@ def _quality_row(fid_diff, identity):
 
 
 def _latency(per_res: dict[int, dict[str, float | None]], mean: dict[str, float | None], dev_steps: int = 50) -> dict:
-    """metrics/latency.json as the benchmark writes it (bench.derived.headline)."""
+    """metrics/latency.json as the benchmark writes it (bench.derived.latency_headline)."""
     return {"mode": "weights", "meaningful": True, "dev_steps": dev_steps,
             "saving_vs_dev": {"mean": mean, **{str(r): heads for r, heads in per_res.items()}},
             "head_images_per_second": {"resolution": max(per_res), **{h: 100.0 for h in mean if h != "schnell"}}}
@@ -162,11 +162,11 @@ def test_stage_rewrites_the_file_whole(tmp_path):
 
 
 def test_summary_needs_only_the_quality_headline():
-    """summary reads metrics/quality.json, which holds only evaluation.headline(rows): the
+    """summary reads metrics/quality.json, which holds only evaluation.quality_headline(rows): the
     columns it reads must be in that headline (the full rows are in reports/quality.json)."""
-    from facerefine.evaluation import headline
+    from facerefine.evaluation import quality_headline
 
     full = {name: {**row, "fid_dev": 1.0, "fid_schnell": 2.0, "kid_dev_mean": 0.1, "images": 12}
             for name, row in QUALITY.items()}
     args = dict(latency=LATENCY, cyclegan=CYCLEGAN, unet=UNET, variants=VARIANTS)
-    assert build_summary(quality=headline(full), **args) == build_summary(quality=full, **args)
+    assert build_summary(quality=quality_headline(full), **args) == build_summary(quality=full, **args)

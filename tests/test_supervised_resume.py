@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from facerefine.heads import load_head
+from facerefine.heads import read_head_folder
 from facerefine.models.resunet_cbam import ResUNetCBAM
 from facerefine.train.supervised import HISTORY_KEYS, SupervisedConfig, train_supervised
 
@@ -71,7 +71,7 @@ def config(**overrides) -> SupervisedConfig:
 
 
 def weights(directory: Path) -> dict[str, torch.Tensor]:
-    return load_head(directory).model.state_dict() if (directory / "config.json").exists() else {}
+    return read_head_folder(directory).model.state_dict() if (directory / "config.json").exists() else {}
 
 
 def last_weights(checkpoint_dir: Path) -> dict[str, torch.Tensor]:

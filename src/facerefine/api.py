@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from facerefine import heads
+from facerefine import head_folder, heads
 from facerefine.enhance import Enhancer, to_uint8
 
 
-class Head(heads.Head):
+class Head(heads.HeadFolder):
     """A head you can call: ``head(images)`` / ``head.refine(images, **options)``, plus
     ``save_pretrained`` and ``push_to_hub``. ``Head.from_pretrained(folder | name | repo id)``."""
 
@@ -36,8 +36,8 @@ class Head(heads.Head):
         exact weights (the pipeline's published card, else the source folder's), else a fresh one."""
         from facerefine.hub import write_card
 
-        out = heads.save_head(directory, self.model, name=self.name, training=self.config.get("training"),
-                              data=self.config.get("data"))
+        out = head_folder.write_head_folder(directory, self.model, name=self.name,
+                                           training=self.config.get("training"), data=self.config.get("data"))
         write_card(self.path, out)
         return out
 
@@ -129,7 +129,7 @@ def _refine_tensor(enhancer: Enhancer, tensor: torch.Tensor) -> torch.Tensor:
 
 
 def refine(head: Any, images: Any, **options: Any) -> Any:
-    """Refine ``images`` with ``head`` (a :class:`~facerefine.heads.Head` or an Enhancer).
+    """Refine ``images`` with ``head`` (a :class:`Head` or an Enhancer).
 
     ``images``: a PIL image, a numpy array (H x W x 3 or N x H x W x 3), a torch tensor
     (3 x H x W or N x 3 x H x W), or a list/tuple of any of these (e.g. a diffusers

@@ -3,7 +3,7 @@
 Two cards, one renderer, so that no card ever disagrees with the pipeline's numbers:
 
 - the **head card**, ``models/heads/<name>/README.md``, written by the stage that
-  writes the head (``train_unet``, ``select_cyclegan``) right after ``save_head``:
+  writes the head (``train_unet``, ``select_cyclegan``) right after ``write_head_folder``:
   architecture, size, training params, data fingerprint, usage, provenance and
   limitations. It has no quality or latency numbers, because those stages run
   before ``evaluate`` and ``benchmark`` measure them, and DVC forbids a later stage
@@ -139,11 +139,11 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
     behind it (``weights.standin_networks``, the one banner rule; non-empty: a banner);
     ``quality``/``latency`` are its rows from :func:`quality_row`/:func:`latency_row` (None: not
     measured yet); ``samples`` an image path relative to the card."""
-    from facerefine.heads import load_head
-    from facerefine.models.cyclegan import count_parameters
+    from facerefine.heads import read_head_folder
+    from facerefine.models.factory import count_parameters
 
     head_dir = Path(head_dir)
-    head = load_head(head_dir)
+    head = read_head_folder(head_dir)
     config = head.config
     name, kind, arch = head.name, config["kind"], config["architecture"]
     sha = weights_sha256(head_dir / "model.safetensors")

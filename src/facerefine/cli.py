@@ -55,11 +55,11 @@ def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 
             return onnx_head.enhancer(device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
         except ValueError as err:
             raise click.UsageError(str(err)) from None
-    from facerefine.heads import load_head
+    from facerefine.heads import read_head_folder
 
     device = device or default_device()
     try:
-        loaded = load_head(head)
+        loaded = read_head_folder(head)
     except (FileNotFoundError, ValueError) as err:
         raise click.BadParameter(str(err), param_hint="--head") from None
     with warnings.catch_warnings(record=True) as caught:
@@ -162,8 +162,9 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
              model: str | None, keep_raw: bool, device: str | None, dtype: str | None,
              offload: str | None) -> None:
     """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
-    from facerefine.enhance import EXTENSION_FORMATS, default_device, generate_settings, save_atomic
-    from facerefine.enhance import generate as run_generate
+    from facerefine.enhance import EXTENSION_FORMATS, default_device, save_atomic
+    from facerefine.generate import generate as run_generate
+    from facerefine.generate import generate_settings
 
     image_format = EXTENSION_FORMATS.get(output.suffix.lower())
     if image_format is None:
@@ -323,7 +324,7 @@ def cost(sources: tuple[Path, ...], profile_name: str, gpu: str | None, gpus: in
         figures = figures.merged(model.Figures(
             {k: model.Figure(v, f"--{k.replace('_', '-')}") for k, v in given.items() if v is not None}, gpu))
         stages = model.project(params, profile_name, figures, table)
-        click.echo(model.render(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
+        click.echo(model.render_cost_report(stages, figures, profile_name=profile_name, gpus=gpus, params=params))
     except (ParamsError, model.CostError) as err:
         raise click.ClickException(str(err)) from None
 
@@ -393,11 +394,11 @@ def push(head: str, repo_id: str, private: bool, revision: str | None, message: 
               help="compare onnxruntime with PyTorch at 64x64, 61x83 (odd, padded) and 96x128")
 def export(head: str, output: Path, opset: int, check: bool) -> None:
     """Export HEAD (folder, name or Hub repo id) to an ONNX file with dynamic batch, height and width."""
-    from facerefine.heads import load_head
+    from facerefine.heads import read_head_folder
     from facerefine.onnx_backend import CHECK_SIZES, export_onnx
 
     try:
-        loaded = load_head(head)
+        loaded = read_head_folder(head)
         diffs = export_onnx(loaded, output, opset=opset, check_sizes=CHECK_SIZES if check else None)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None

@@ -18,6 +18,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from facerefine.models import rules  # torch-free: the heads' size rules and ESA placements
+
 SMOKE = "smoke"    # model spec: the project-local tiny random stand-in
 RANDOM = "random"  # model spec: the published architecture at full width, random weights (rehearsal)
 
@@ -130,7 +132,7 @@ class UnetScale(_Strict):
 
     @model_validator(mode="after")
     def _size_fits_depth(self) -> "UnetScale":
-        multiple = 2 ** (self.depth - 1)
+        multiple = rules.unet_size_multiple(self.depth)
         if self.image_size % multiple:
             raise ValueError(f"image_size {self.image_size} must be a multiple of 2^(depth-1) = {multiple}")
         return self
@@ -150,8 +152,9 @@ class CycleScale(_Strict):
     def _check(self) -> "CycleScale":
         if self.epochs + self.epochs_decay < 1:
             raise ValueError("epochs + epochs_decay must be at least 1")
-        if self.image_size % 4:
-            raise ValueError(f"image_size {self.image_size} must be a multiple of 4")
+        multiple = rules.generator_size_multiple()
+        if self.image_size % multiple:
+            raise ValueError(f"image_size {self.image_size} must be a multiple of {multiple}")
         return self
 
 
@@ -274,8 +277,14 @@ class CycleParams(_Strict):
     lambda_identity: Annotated[float, Field(ge=0)]  # multiplier of lambda_cyc as in CycleGAN; 0 = the paper's Eq. 3
     pool_size: NonNegInt
     beta1: Annotated[float, Field(ge=0, lt=1)]
-    esa_placement: Literal["blocks", "trunk"]
+    esa_placement: str                               # models/rules.py: ESA_PLACEMENTS
     ssim_fail: Fraction                              # cycle SSIM below this flags a failed run (§5.2)
+
+
+    @field_validator("esa_placement")
+    @classmethod
+    def _known_placement(cls, v: str) -> str:
+        return rules.check_esa_placement(v)
 
 
 class Params(_Strict):
@@ -305,6 +314,18 @@ class Params(_Strict):
         if self.bench.compile and self.profile in self.profiles and self.scale.bench.head_warmup < 1:
             raise ValueError(f"bench.compile: true needs profiles.{self.profile}.bench.head_warmup >= 1 "
                              "(the first call compiles and must not be timed)")
+        return self
+
+    @model_validator(mode="after")
+    def _esa_fits(self) -> "Params":
+        # The ESA head needs a 15x15 trunk: every profile that trains it must feed big enough images.
+        if "esa" in self.cyclegan.grid.variant:
+            least = rules.generator_min_size(self.cyclegan.esa_placement)
+            for name, profile in self.profiles.items():
+                if profile.cyclegan.image_size < least:
+                    raise ValueError(f"profiles.{name}.cyclegan.image_size: {profile.cyclegan.image_size} is below "
+                                     f"the ESA generator's minimum of {least} px (drop 'esa' from "
+                                     "cyclegan.grid.variant or raise the size)")
         return self
 
     @property

@@ -378,7 +378,7 @@ def _hours(h: float | None) -> str:
     return "unknown" if h is None else f"{h:,.1f}" if h >= 1 else f"{h:.3f}"
 
 
-def render(stages: list[StageCost], figures: Figures, *, profile_name: str, gpus: int, params: Params) -> str:
+def render_cost_report(stages: list[StageCost], figures: Figures, *, profile_name: str, gpus: int, params: Params) -> str:
     """The per-stage table, the totals for 1 and ``gpus`` GPUs, the figures' sources and the assumptions."""
     profile = params.profiles[profile_name]
     n = counts(params, profile)

@@ -234,7 +234,7 @@ def flux_settings(config: DemoConfig):
     """(generate settings, a label for the page): the requested weights when present, else the
     smoke stand-ins."""
     # The one import of FLUX generation in the demo (`facerefine generate`'s own functions).
-    from facerefine.enhance import generate_settings
+    from facerefine.generate import generate_settings
 
     device = config.device or _default_device()
     settings = generate_settings(model=config.model, device=device)
@@ -255,7 +255,7 @@ def _default_device() -> str:
 
 def generate_pair(prompt: str, seed: int, settings, enhancer: Enhancer, device: str):
     """(schnell image, schnell + head image, message with both timings)."""
-    from facerefine.enhance import generate
+    from facerefine.generate import generate
 
     start = time.perf_counter()
     raw, _ = generate(prompt, settings, seed=seed, device=device)

@@ -12,13 +12,13 @@ The pieces are small and mostly pure, so each can be tested on its own:
   back untouched; greyscale is refined as RGB and turned back into greyscale.
 - files: discovery of an image, a folder (recursive) or a glob, and the
   output path that mirrors it.
-- :class:`Enhancer` wraps a :class:`~facerefine.heads.Head` (device, dtype,
+- :class:`Enhancer` wraps a :class:`~facerefine.heads.HeadFolder` (device, dtype,
   channels_last, optional ``torch.compile``); :func:`enhance_files` streams
   files through it: DataLoader workers decode while the model computes, equal
   sizes are batched, finished outputs are skipped, bad files are reported and
   skipped, and every output is written to a temp name and renamed.
-- :func:`generate`: FLUX.1-schnell text-to-image, then the head (the paper's
-  pipeline) in one call.
+
+FLUX.1-schnell text-to-image for ``facerefine generate`` is in ``generate.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -42,7 +41,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 from facerefine.data.datasets import to_tensor
-from facerefine.heads import Head
+from facerefine.heads import HeadFolder
 from facerefine.io import temp_name
 
 # Extension -> Pillow format of what we read from folders and globs and can write.
@@ -389,7 +388,7 @@ class Enhancer:
     The head's model is moved to ``device``, put in eval mode and frozen in place.
     """
 
-    def __init__(self, head: Head, *, device: str | torch.device = "cpu", dtype: str = "float32",
+    def __init__(self, head: HeadFolder, *, device: str | torch.device = "cpu", dtype: str = "float32",
                  batch_size: int = 1, tile: int | None = None, overlap: int = 32,
                  compile: bool = False) -> None:
         if batch_size < 1:
@@ -614,80 +613,3 @@ def enhance_files(enhancer: Enhancer, jobs: Sequence[Job], *, overwrite: bool = 
             bar.update(len(group))
         collect(limit=0)
     return report
-
-
-# ------------------------------------------------------ schnell + head
-
-
-@dataclass(frozen=True)
-class GenerateSettings:
-    """How ``facerefine generate`` runs FLUX.1-schnell, and where each value came from."""
-
-    model: str
-    steps: int
-    guidance: float
-    max_sequence_length: int
-    size: int
-    dtype: str
-    source: str  # "params.yaml (profile X)" or "defaults"
-    offload: str = "none"        # none | model | sequential (GPU memory; see README, "GPU memory")
-    random_depth: Any = None     # the profile's RandomDepth, for `random` weights
-
-
-# The released model and its recommended sampling, used outside a facerefine project.
-SCHNELL_DEFAULTS = {"model": "black-forest-labs/FLUX.1-schnell", "steps": 4, "guidance": 0.0,
-                    "max_sequence_length": 256, "size": 512}
-
-
-def generate_settings(*, model: str | None = None, steps: int | None = None, size: int | None = None,
-                      dtype: str | None = None, device: str = "cpu", offload: str | None = None,
-                      params_path: str | Path = "params.yaml") -> GenerateSettings:
-    """Explicit options win; then ``params.yaml`` in the current folder (the active
-    profile's schnell spec, size, dtype and offload, and the ``schnell`` sampling knobs);
-    then the released FLUX.1-schnell with its recommended sampling."""
-    from facerefine.config import IMAGE_SIZE_MULTIPLE, load_params
-
-    if Path(params_path).is_file():
-        params = load_params(params_path)
-        base = {"model": params.scale.models.schnell, "steps": params.schnell_run.steps,
-                "guidance": params.schnell.guidance,
-                "max_sequence_length": params.schnell.max_sequence_length,
-                "size": params.scale.image_size, "dtype": params.scale.dtype,
-                "offload": params.scale.offload, "random_depth": params.scale.random_depth}
-        source = f"{params_path} (profile {params.profile})"
-    else:
-        base = {**SCHNELL_DEFAULTS, "dtype": "bfloat16" if device.startswith("cuda") else "float32",
-                "offload": "none", "random_depth": None}
-        source = "defaults"
-    if offload not in (None, "none", "model", "sequential"):
-        raise ValueError(f"offload must be none, model or sequential, got {offload!r}")
-    settings = GenerateSettings(
-        model=model or base["model"], steps=steps or base["steps"], guidance=base["guidance"],
-        max_sequence_length=base["max_sequence_length"], size=size or base["size"],
-        dtype=dtype or base["dtype"], source=source, offload=offload or base["offload"],
-        random_depth=base["random_depth"])
-    if settings.size % IMAGE_SIZE_MULTIPLE:
-        raise ValueError(f"size must be a multiple of {IMAGE_SIZE_MULTIPLE} for FLUX, got {settings.size}")
-    if settings.steps < 1:
-        raise ValueError(f"steps must be >= 1, got {settings.steps}")
-    return settings
-
-
-def generate(prompt: str, settings: GenerateSettings, *, seed: int = 0, device: str = "cpu",
-             enhancer: Enhancer | None = None) -> tuple[Image.Image, Image.Image]:
-    """(raw schnell image, refined image); refined is the raw image when there is no head.
-
-    Uses the pipeline's own batch function with a CPU generator seeded from
-    ``seed``, so a prompt and seed give the same image as the generate_schnell
-    stage.
-    """
-    from facerefine import weights
-    from facerefine.config import SchnellParams
-    from facerefine.generation.flux import SchnellTextToImage
-
-    pipe = weights.load_flux(settings.model, "schnell", dtype=settings.dtype, device=device,
-                             depth=settings.random_depth, offload=settings.offload, image_size=settings.size)
-    sampling = SchnellParams(steps=settings.steps, guidance=settings.guidance,
-                             max_sequence_length=settings.max_sequence_length)
-    raw = SchnellTextToImage(pipe, sampling, settings.size)([{"prompt": prompt, "seed": seed}], 0)[0]
-    return raw, enhancer.enhance_image(raw) if enhancer else raw

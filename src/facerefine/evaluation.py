@@ -54,7 +54,7 @@ LABELS = {"schnell": "FLUX.1-schnell", "dev": "FLUX.1-dev", "lora": "LoRA Realis
 HEADLINE_COLUMNS = ("fid_diff", "clip_iqa", "identity_cos_schnell")
 
 
-def headline(rows: Mapping[str, Mapping]) -> dict[str, dict]:
+def quality_headline(rows: Mapping[str, Mapping]) -> dict[str, dict]:
     """``metrics/quality.json``: per row, only :data:`HEADLINE_COLUMNS` (``None`` where absent)."""
     return {name: {key: row.get(key) for key in HEADLINE_COLUMNS} for name, row in rows.items()}
 

@@ -1,15 +1,10 @@
-"""Trained heads as self-describing directories.
+"""Reading heads: a folder, a name in ``models/heads/``, or a Hugging Face Hub repo.
 
-A head directory holds ``model.safetensors`` (weights only: loading never
-unpickles anything) and ``config.json``::
-
-    {"kind": "resunet_cbam" | "resnet_generator",
-     "architecture": {...constructor arguments...},
-     "name": "esa", "training": {...}, "data": {...}, "format": 1}
-
-``load_head`` (= ``Head.from_pretrained``) takes a directory, a bare name looked up
-in ``models/heads/``, or a Hugging Face Hub repo id (:func:`resolve_pretrained`).
-The user-facing head, callable on PIL images, numpy arrays and tensors and able to
+The folder format and its writer are in ``head_folder.py``. :func:`read_head_folder`
+(= ``HeadFolder.from_pretrained``) takes a directory, a bare name looked up in
+``models/heads/``, or a Hub repo id (:func:`resolve_pretrained`), and rebuilds the
+network through the head factory (``models/factory.py``). The user-facing head,
+callable on PIL images, numpy arrays and tensors and able to
 ``save_pretrained``/``push_to_hub``, is :class:`facerefine.api.Head`
 (``from facerefine import load_head``); this module stays lean for the pipeline.
 """
@@ -19,25 +14,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from facerefine import paths
-from facerefine.models.cyclegan import ResnetGenerator
-from facerefine.models.resunet_cbam import ResUNetCBAM
-from facerefine.train.checkpoint import unwrap
-
-if TYPE_CHECKING:
-    from facerefine.config import Params
+from facerefine.head_folder import CONFIG, WEIGHTS
+from facerefine.models.factory import KINDS, build
 
 HEADS_DIR = paths.HEADS
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
 HUB_FILES = (WEIGHTS, CONFIG, "README.md")  # all that is downloaded from the Hub
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}(@[\w./-]+)?$")
 
@@ -79,12 +67,8 @@ def resolve_pretrained(name_or_path: str | os.PathLike, *, revision: str | None 
     return folder
 
 
-FORMAT = 1
-KINDS: dict[str, type[torch.nn.Module]] = {"resunet_cbam": ResUNetCBAM, "resnet_generator": ResnetGenerator}
-
-
 @dataclass
-class Head:
+class HeadFolder:
     model: torch.nn.Module
     config: dict[str, Any]
     path: Path
@@ -106,52 +90,12 @@ class Head:
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, *, device: str | torch.device = "cpu",
                         revision: str | None = None, cache_dir: str | Path | None = None,
-                        local_files_only: bool = False) -> Head:
+                        local_files_only: bool = False) -> HeadFolder:
         """A folder, a name in ``models/heads/``, or a Hub repo id (``owner/name[@revision]``);
         a subclass (``facerefine.api.Head``) gets an instance of itself."""
-        head = load_head(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
-                         local_files_only=local_files_only)
+        head = read_head_folder(name_or_path, device=device, revision=revision, cache_dir=cache_dir,
+                                local_files_only=local_files_only)
         return head if type(head) is cls else cls(head.model, head.config, head.path)
-
-
-def architectures(params: Params) -> dict[str, torch.nn.Module]:
-    """The heads the params train (``unet``, ``cyclegan``, ``esa``), built with random weights
-    in eval mode. Their latency depends on the architecture, never on the weights' values, so
-    the benchmark times these and does not re-run when training changes the weights."""
-    unet, cycle = params.scale.unet, params.scale.cyclegan
-    torch.manual_seed(0)
-    return {
-        "unet": ResUNetCBAM(base_channels=unet.base_channels, depth=unet.depth).eval(),
-        "cyclegan": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks, esa=None).eval(),
-        "esa": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks,
-                               esa=params.cyclegan.esa_placement).eval(),
-    }
-
-
-def kind_of(model: torch.nn.Module) -> str:
-    for kind, cls in KINDS.items():
-        if isinstance(model, cls):
-            return kind
-    raise TypeError(f"not a head architecture: {type(model).__name__}")
-
-
-def save_head(directory: str | Path, model: torch.nn.Module, *, name: str,
-              training: dict[str, Any] | None = None, data: dict[str, Any] | None = None) -> Path:
-    """Write a head directory atomically (a temp dir renamed over the old one)."""
-    directory = Path(directory)
-    model = unwrap(model)
-    config = {"format": FORMAT, "kind": kind_of(model), "name": name, "architecture": model.config(),
-              "training": training or {}, "data": data or {}}
-    tmp = directory.with_name(f".{directory.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp / "model.safetensors"))
-    (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    if directory.exists():
-        shutil.rmtree(directory)
-    os.replace(tmp, directory)
-    return directory
 
 
 def resolve(path_or_name: str | Path) -> Path:
@@ -159,18 +103,18 @@ def resolve(path_or_name: str | Path) -> Path:
     return resolve_pretrained(path_or_name, local_files_only=True)
 
 
-def load_head(path_or_name: str | Path, device: str | torch.device = "cpu", *, revision: str | None = None,
-              cache_dir: str | Path | None = None, local_files_only: bool = False) -> Head:
+def read_head_folder(path_or_name: str | Path, device: str | torch.device = "cpu", *, revision: str | None = None,
+                     cache_dir: str | Path | None = None, local_files_only: bool = False) -> HeadFolder:
     """Rebuild a head from its directory, a name in models/heads/ or a Hub repo id; weights are
     loaded strictly (safetensors: nothing is unpickled), in eval mode."""
     path = resolve_pretrained(path_or_name, revision=revision, cache_dir=cache_dir,
                               local_files_only=local_files_only)
     try:
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
         raise ValueError(f"{path}/config.json: unreadable head config: {err}") from err
     if config.get("kind") not in KINDS:
         raise ValueError(f"{path}/config.json: unknown head kind {config.get('kind')!r}; known: {sorted(KINDS)}")
-    model = KINDS[config["kind"]].from_config(config["architecture"])
-    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
-    return Head(model.to(device).eval(), config, path)
+    model = build(config["kind"], **config["architecture"])
+    model.load_state_dict(load_file(str(path / WEIGHTS)), strict=True)
+    return HeadFolder(model.to(device).eval(), config, path)

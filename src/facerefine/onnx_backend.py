@@ -57,11 +57,11 @@ def cached_export(head: str | Path) -> Path:
     """The ONNX export of a head (folder, name or Hub repo id), made once and kept in
     :func:`export_cache` under the sha256 of its weights: a changed head never meets a stale export."""
     from facerefine.card import weights_sha256
-    from facerefine.heads import WEIGHTS, load_head, resolve_pretrained
+    from facerefine.heads import WEIGHTS, read_head_folder, resolve_pretrained
     folder = resolve_pretrained(head)
     path = export_cache() / f"{weights_sha256(folder / WEIGHTS)}.onnx"
     if not path.is_file():
-        export_onnx(load_head(folder), path, check_sizes=[(64, 64)])
+        export_onnx(read_head_folder(folder), path, check_sizes=[(64, 64)])
     return path
 
 
@@ -71,14 +71,14 @@ def _atanh(g, x):  # the legacy exporter has no symbolic for aten::atanh (ResUNe
 
 def export_onnx(head: Any, path: str | Path, *, opset: int = OPSET, check_sizes: list[tuple[int, int]] | None = None,
                 atol: float = 1e-4) -> dict[str, float]:
-    """Write ``head`` (a Head, or anything ``load_head`` takes) to ``path``; with ``check_sizes``
+    """Write ``head`` (a HeadFolder, or anything ``read_head_folder`` takes) to ``path``; with ``check_sizes``
     compare onnxruntime with PyTorch on those (unpadded) sizes after the Enhancer's padding
     and return the max abs difference per size (ValueError above ``atol``)."""
     from facerefine.card import weights_sha256
-    from facerefine.heads import Head, load_head
+    from facerefine.heads import HeadFolder, read_head_folder
 
-    if not isinstance(head, Head):
-        head = load_head(head)
+    if not isinstance(head, HeadFolder):
+        head = read_head_folder(head)
     model = head.model.float().eval().cpu()
     size = supported_size(2 * head.min_size, head.size_multiple, head.min_size)
     example = torch.zeros(1, 3, size, size)

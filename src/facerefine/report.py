@@ -46,7 +46,7 @@ def _demote(markdown: str) -> str:
     return "\n".join(("#" + line) if re.match(r"#{2,5} ", line) else line for line in lines).strip()
 
 
-def render(reports_dir: Path = paths.REPORTS, *, profile: str, standins: Sequence[str],
+def render_pipeline_report(reports_dir: Path = paths.REPORTS, *, profile: str, standins: Sequence[str],
            prompts_metrics: dict | None) -> str:
     """``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
     from facerefine.weights import standin_banner

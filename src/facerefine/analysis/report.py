@@ -40,7 +40,7 @@ def _index(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def render(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[str], deepface_spec: str,
+def render_diversity_report(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[str], deepface_spec: str,
            detector: str, perplexity: Perplexity, figure: str, sample: TsneSample | None = None) -> str:
     """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE.
     ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
@@ -126,7 +126,7 @@ def mlflow_metrics(summary: Mapping[str, Mapping]) -> dict[str, float]:
     return out
 
 
-def headline(metrics: Mapping) -> dict:
+def diversity_headline(metrics: Mapping) -> dict:
     """``metrics/diversity.json`` from the full ``reports/diversity.json``: per set the face count
     and each attribute's diversity index, and the t-SNE's point and face counts, under the same
     key paths as in the full file (``sets.enriched.race.diversity_index``)."""

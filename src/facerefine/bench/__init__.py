@@ -4,7 +4,7 @@ One module per concern:
 
 * ``timing``: the harness, :func:`time_callable` -> :class:`Timing` (pure statistics);
 * ``derived``: images/s, s/image, :func:`saving`, :func:`overhead`, TFLOP/s, the compute
-  bound, :func:`derive` (the saving table) and :func:`headline` (the metrics file);
+  bound, :func:`derive` (the saving table) and :func:`latency_headline` (the metrics file);
 * ``environment``: peak memory (CUDA max allocated, or the process's peak RSS on a CPU)
   and the record of what produced the numbers;
 * ``settings``: the validated params with CLI overrides (:func:`with_overrides`) and
@@ -24,7 +24,7 @@ Three modes say where the networks come from (the report states which one ran):
 """
 
 from facerefine.bench.derived import (PAPER, achieved_tflops, compute_bound_images_per_second, derive, derive_all,
-                                      dev_key, headline, images_per_second, overhead, peak_tflops_for, saving,
+                                      dev_key, latency_headline, images_per_second, overhead, peak_tflops_for, saving,
                                       seconds_per_image)
 from facerefine.bench.environment import PeakMemory, environment
 from facerefine.bench.outputs import (ARCH_NOTE, CPU_BANNER, SMOKE_BANNER, Outputs, mlflow_metrics, plot_latency,
@@ -35,7 +35,7 @@ from facerefine.bench.workloads import REFERENCE_CONFIG, count_flops, paper_head
 
 __all__ = [
     "Timing", "time_callable", "percentile", "images_per_second", "seconds_per_image", "saving", "overhead",
-    "achieved_tflops", "compute_bound_images_per_second", "derive", "derive_all", "dev_key", "headline",
+    "achieved_tflops", "compute_bound_images_per_second", "derive", "derive_all", "dev_key", "latency_headline",
     "peak_tflops_for", "PAPER", "PeakMemory", "environment", "RunOptions", "with_overrides", "effective_mode",
     "check_mode", "run_benchmark", "count_flops", "paper_head_gflop", "REFERENCE_CONFIG", "Outputs",
     "write_outputs", "render_markdown", "plot_latency", "summary_text", "mlflow_metrics", "SMOKE_BANNER",

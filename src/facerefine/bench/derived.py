@@ -1,6 +1,6 @@
 """Derived numbers as pure functions: images/s, s/image, :func:`saving`, :func:`overhead`,
 achieved TFLOP/s and the compute bound; :func:`derive` builds the saving table, and
-:func:`headline` picks the few numbers that go to ``metrics/latency.json``.
+:func:`latency_headline` picks the few numbers that go to ``metrics/latency.json``.
 """
 
 from __future__ import annotations
@@ -199,7 +199,7 @@ def paper_reference(result: Mapping[str, Any], head_gflop: float | None = None) 
     return out
 
 
-def headline(result: Mapping[str, Any]) -> dict[str, Any]:
+def latency_headline(result: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers a person compares between runs, for ``metrics/latency.json``.
 
     The saving of schnell + head vs dev (at ``headline_dev_steps``) averaged over the

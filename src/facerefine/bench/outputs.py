@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from facerefine import paths
-from facerefine.bench.derived import PAPER, head_alone_spi, spi_of, dev_key, headline
+from facerefine.bench.derived import PAPER, head_alone_spi, spi_of, dev_key, latency_headline
 from facerefine.io import save_figure
 
 SMOKE_BANNER = ("**Smoke stand-ins: these numbers mean nothing about real latency.** The pipelines are tiny "
@@ -275,7 +275,7 @@ def mlflow_metrics(result: Mapping[str, Any]) -> dict[str, Any]:
         return node
 
     out = {k: strip(result[k]) for k in keep if k in result}
-    out["headline"] = headline(result)
+    out["headline"] = latency_headline(result)
     out["seconds_total"] = result.get("seconds_total")
     return out
 
@@ -302,7 +302,7 @@ class Outputs:
 def write_outputs(result: Mapping[str, Any], out: Outputs = Outputs()) -> None:
     from facerefine.io import write_json, write_text
 
-    write_json(out.metrics, headline(result))
+    write_json(out.metrics, latency_headline(result))
     write_json(out.table, result)
     plot_latency(result, out.figure)
     figure = os.path.relpath(out.figure, out.report.parent)

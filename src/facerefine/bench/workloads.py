@@ -59,22 +59,22 @@ class BenchHead:
 # The plain CycleGAN ResNet generator at paper size (ngf 64, 9 blocks, ~396 GFLOP per 512²
 # image): the yardstick every head is measured against in the same run.
 REFERENCE = "reference"
+PAPER_PROFILE = "paper"  # arch mode and the paper comparison build the heads at this profile's sizes
 REFERENCE_CONFIG = {"in_channels": 3, "out_channels": 3, "ngf": 64, "n_blocks": 9, "esa": None}
 
 
 def collect_heads(mode: str, params: Params) -> list[BenchHead]:
     """The heads the params train, with random weights (latency does not depend on the weights'
-    values; arch mode: at the paper's size whatever the profile) + the reference."""
-    from facerefine.flux_arch import arch_heads
-    from facerefine.heads import architectures
+    values; arch mode: at the paper profile's sizes whatever the active profile) + the reference."""
     from facerefine.models.cyclegan import ResnetGenerator
+    from facerefine.models.factory import build_heads
 
     if mode == "arch":
         source = "random weights, paper size (arch mode)"
-        models = arch_heads(params.cyclegan.esa_placement)
+        models = build_heads(params, PAPER_PROFILE)
     else:
         source = "random weights, the trained architecture (params)"
-        models = architectures(params)
+        models = build_heads(params)
     heads = [BenchHead(name, model, source) for name, model in models.items()]
     if not any(isinstance(h.model, ResnetGenerator) and h.model.config() == REFERENCE_CONFIG for h in heads):
         torch.manual_seed(0)
@@ -247,7 +247,7 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -
     _time_heads_alone(bench, heads, placed, gflops, result)
 
     result["derived"] = derive_all(result)
-    result["paper"] = paper_reference(result, paper_head_gflop(params.cyclegan.esa_placement))
+    result["paper"] = paper_reference(result, paper_head_gflop(params))
     result["seconds_total"] = round(time.perf_counter() - t_start, 2)
     return result
 
@@ -339,9 +339,10 @@ def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[
         _free(device)
 
 
-def paper_head_gflop(esa_placement: str = "blocks") -> float:
-    """GFLOP per 512² image of the paper's head as built here: the ngf-64, 9-block ESA generator."""
-    from facerefine.flux_arch import ARCH_GENERATOR
-    from facerefine.models.cyclegan import ResnetGenerator
+def paper_head_gflop(params: Params) -> float:
+    """GFLOP per 512² image of the paper's head as built here: the ESA generator at the paper
+    profile's size (ngf 64, 9 blocks) with the params' ESA placement."""
+    from facerefine.models.factory import build, head_architectures
 
-    return count_flops(ResnetGenerator(**ARCH_GENERATOR, esa=esa_placement), PAPER["resolution"]) / 1e9
+    kind, arch = head_architectures(params, PAPER_PROFILE)["esa"]
+    return count_flops(build(kind, **arch), PAPER["resolution"]) / 1e9

@@ -16,7 +16,7 @@ is what the reference implementation does for instance norm; with ngf=64 and
 9 blocks that is exactly 11,378,179 parameters.
 
 ``esa`` (ESA-CycleGAN; the paper does not say where the module goes):
-  - ``"blocks"`` (default of the ESA variant in the trainer): an ESA gate at
+  - ``"blocks"``: an ESA gate at
     the end of every residual block's branch, before the skip is added, as in
     RFANet where ESA closes each residual module. The skip path stays
     ungated, so the generator keeps the easy near-identity start that makes
@@ -24,24 +24,24 @@ is what the reference implementation does for instance norm; with ngf=64 and
     skip path by ~0.5 per block at initialisation (0.5^9 over the trunk).
     Cost at ngf=64: +1.66M parameters (+15%) but only a few % more FLOPs,
     because ESA's 3x3 convs run at ~1/6 of the trunk's resolution.
-  - ``"trunk"``: one ESA gate after the whole residual trunk (+0.18M params).
+  - ``"trunk"`` (the default, models/rules.py): one ESA gate after the whole residual
+    trunk (+0.18M params).
 ESA needs the trunk (image / 4) to be at least 15x15, i.e. images >= 60x60.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
 
+from facerefine.models import rules
 from facerefine.models.esa import ESA
-from facerefine.models.esa import MIN_SIZE as ESA_MIN_SIZE
+from facerefine.models.rules import EsaPlacement
 
-EsaPlacement = Literal["blocks", "trunk"]
-ESA_PLACEMENTS: tuple[str, ...] = ("blocks", "trunk")
-N_DOWNSAMPLINGS = 2
+N_DOWNSAMPLINGS = rules.GENERATOR_DOWNSAMPLINGS
 
 
 def init_gan_weights(module: nn.Module, std: float = 0.02) -> None:
@@ -87,7 +87,7 @@ class ResnetGenerator(nn.Module):
     least ``min_size`` (8 plain, 60 with ESA); other sizes raise ValueError.
     """
 
-    size_multiple: int = 2**N_DOWNSAMPLINGS
+    size_multiple: int = rules.generator_size_multiple()
 
     def __init__(
         self,
@@ -98,8 +98,8 @@ class ResnetGenerator(nn.Module):
         esa: EsaPlacement | None = None,
     ) -> None:
         super().__init__()
-        if esa is not None and esa not in ESA_PLACEMENTS:
-            raise ValueError(f"esa must be None or one of {ESA_PLACEMENTS}, got {esa!r}")
+        if esa is not None:
+            rules.check_esa_placement(esa, "esa (None for no ESA)")
         if min(in_channels, out_channels, ngf) < 1 or n_blocks < 0:
             raise ValueError(
                 f"bad generator shape: in_channels={in_channels}, out_channels={out_channels}, "
@@ -134,8 +134,7 @@ class ResnetGenerator(nn.Module):
     @property
     def min_size(self) -> int:
         """Smallest image side: ESA needs a 15x15 trunk; reflection padding a 2x2 one."""
-        trunk = ESA_MIN_SIZE if self._config["esa"] else 2
-        return trunk * self.size_multiple
+        return rules.generator_min_size(self._config["esa"])
 
     def check_size(self, height: int, width: int) -> None:
         """Raise ValueError unless an image of this size round-trips through the net."""
@@ -164,7 +163,3 @@ class ResnetGenerator(nn.Module):
 
 
 _GENERATOR_KEYS = ("in_channels", "out_channels", "ngf", "n_blocks", "esa")
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# Stride-2 3x3 conv without padding gives floor((n - 3) / 2) + 1 >= 7 (the
-# max-pool kernel) only when n >= 15.
-POOL_KERNEL = 7
+from facerefine.models import rules
+
+POOL_KERNEL = rules.ESA_POOL_KERNEL
 POOL_STRIDE = 3
-MIN_SIZE = 2 * (POOL_KERNEL - 1) + 3
+MIN_SIZE = rules.ESA_MIN_FEATURE  # smallest feature map side (models/rules.py)
 
 
 class ESA(nn.Module):

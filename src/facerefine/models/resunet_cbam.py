@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from facerefine.models import rules
+
 # Keeps atanh(x) finite for saturated pixels; tanh(atanh(1 - 1e-3)) = 1 - 1e-3.
 _ATANH_EPS = 1e-3
 
@@ -47,11 +49,6 @@ def _num_groups(channels: int) -> int:
         if channels % groups == 0 and channels // groups >= 4:
             return groups
     return 1
-
-
-def count_parameters(module: nn.Module, trainable_only: bool = True) -> int:
-    """Number of (trainable) parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
 
 
 class ChannelGate(nn.Module):
@@ -205,7 +202,7 @@ class ResUNetCBAM(nn.Module):
 
         Static so that params can be validated before a model is built.
         """
-        return 2 ** (depth - 1)
+        return rules.unet_size_multiple(depth)
 
     @property
     def size_multiple(self) -> int:

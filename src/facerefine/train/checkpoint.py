@@ -21,13 +21,9 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from facerefine.models.factory import unwrap
+
 STATE_FILE = "state.pt"
-
-
-def unwrap(module: torch.nn.Module) -> torch.nn.Module:
-    """Strip DDP / torch.compile wrappers so keys are stable."""
-    module = getattr(module, "module", module)
-    return getattr(module, "_orig_mod", module)
 
 
 def save_modules(directory: str | Path, modules: Mapping[str, torch.nn.Module]) -> None:

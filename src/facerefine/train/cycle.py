@@ -48,14 +48,12 @@ pools' contents and RNG states, so a resumed run, mid-epoch or not, ends with
 the weights of an uninterrupted one. The lowest-``loss_G_eq3`` epoch's G goes
 to ``checkpoint_dir/best`` and its F to ``checkpoint_dir/best_inverse``, the
 last epoch's to ``final`` and ``final_inverse``: head directories
-(``save_head``), the epoch record in their ``training.record``.
+(``head_folder.write_head_folder``), the epoch record in their ``training.record``.
 """
 
 from __future__ import annotations
 
-import logging
 import math
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,14 +67,13 @@ from tqdm.auto import tqdm
 
 from facerefine.losses import cycle_loss, identity_loss, lsgan_d_loss, lsgan_g_loss
 from facerefine.metrics.image import ssim
-from facerefine.models.cyclegan import ESA_PLACEMENTS, ResnetGenerator
+from facerefine.models.cyclegan import ResnetGenerator
+from facerefine.models.rules import DEFAULT_ESA_PLACEMENT, EsaPlacement, check_esa_placement
 from facerefine.models.patchgan import PatchDiscriminator
 from facerefine.train import harness
 from facerefine.train.harness import BEST, FINAL, RNG_KEY, RunCheckpoints, StopRequest, TrainingInterrupted
 from facerefine.train.image_pool import ImagePool
 from facerefine.train.schedules import linear_decay_scheduler
-
-log = logging.getLogger(__name__)
 
 Variant = Literal["cyclegan", "esa"]
 INVERSE = "_inverse"  # suffix of the F (B -> A) head folders beside best/ and final/
@@ -107,7 +104,7 @@ class CycleConfig:
     identity term; one ESA module per generator)."""
 
     variant: Variant = "cyclegan"
-    esa_placement: Literal["blocks", "trunk"] = "trunk"  # "blocks": one per residual block; models/cyclegan.py
+    esa_placement: EsaPlacement = DEFAULT_ESA_PLACEMENT  # models/rules.py; "blocks": one per residual block
     lambda_cyc: float = 10.0
     lambda_identity: float = 0.0  # multiplier of lambda_cyc; CycleGAN's reference uses 0.5
     lr: float = 2e-4
@@ -131,8 +128,7 @@ class CycleConfig:
 
         if self.variant not in VARIANTS:
             raise bad("variant", self.variant, f"one of {VARIANTS}")
-        if self.esa_placement not in ESA_PLACEMENTS:
-            raise bad("esa_placement", self.esa_placement, f"one of {ESA_PLACEMENTS}")
+        check_esa_placement(self.esa_placement, "CycleConfig.esa_placement")
         for key in ("lambda_cyc", "lambda_identity"):
             value = getattr(self, key)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
@@ -259,62 +255,84 @@ def _set_requires_grad(module: nn.Module, flag: bool) -> None:
 # ---------------------------------------------------------------- training
 
 
-@dataclass
-class _Nets:
-    g_ab: ResnetGenerator
-    g_ba: ResnetGenerator
-    d_a: PatchDiscriminator
-    d_b: PatchDiscriminator
-    gens: nn.Module  # GeneratorPair, possibly DDP-wrapped
-    discs: nn.Module  # DiscriminatorPair, possibly DDP-wrapped
+class CycleGANModel:
+    """G, F, D_A and D_B with their Adam optimizers and linear-decay schedulers: the reference
+    CycleGAN's model class, configured by a CycleConfig instead of global options.
 
+    ``networks`` and ``training_states`` (the raw modules, optimizers and schedulers) are
+    what a checkpoint holds; :meth:`prepare` wraps them for the accelerator (DDP)."""
 
-def _train_step(
-    nets: _Nets,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    pools: tuple[ImagePool, ImagePool],
-    real_a: torch.Tensor,
-    real_b: torch.Tensor,
-    cfg: CycleConfig,
-    accelerator: Accelerator,
-) -> torch.Tensor:
-    """One CycleGAN step; returns the detached loss parts in ``PARTS`` order."""
-    with_identity = cfg.lambda_identity > 0
-    # 1) G and F. The raw (unwrapped) discriminators score the fakes: their
-    # weights are frozen here, and going around DDP keeps its gradient
-    # bookkeeping to the discriminator update below.
-    _set_requires_grad(nets.discs, False)
-    with accelerator.autocast():
-        out = nets.gens(real_a, real_b, with_identity)
-        adv = lsgan_g_loss(nets.d_b(out["fake_b"])) + lsgan_g_loss(nets.d_a(out["fake_a"]))
-        cyc = cycle_loss(real_a, out["rec_a"]) + cycle_loss(real_b, out["rec_b"])
-        if with_identity:
-            idt = identity_loss(real_b, out["idt_b"]) + identity_loss(real_a, out["idt_a"])
-        else:
-            idt = torch.zeros((), device=real_a.device)
-        loss_g = generator_loss(adv, cyc, idt, cfg.lambda_cyc, cfg.lambda_identity)
-    opt_g.zero_grad(set_to_none=True)
-    accelerator.backward(loss_g)
-    opt_g.step()
+    def __init__(self, cfg: CycleConfig, memory_format: torch.memory_format) -> None:
+        self.cfg = cfg
+        set_seed(cfg.seed)  # same initial weights on every process (DDP broadcasts rank 0's anyway)
+        self.g_ab, self.g_ba = cfg.generator(), cfg.generator()
+        self.d_a, self.d_b = cfg.discriminator(), cfg.discriminator()
+        for net in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            net.to(memory_format=memory_format)
+        betas = (cfg.beta1, cfg.beta2)
+        self.opt_g = torch.optim.Adam([*self.g_ab.parameters(), *self.g_ba.parameters()], lr=cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam([*self.d_a.parameters(), *self.d_b.parameters()], lr=cfg.lr, betas=betas)
+        # Schedulers stay out of accelerator.prepare: accelerate would step them
+        # once per process per call, but this schedule counts epochs.
+        self.sched_g = linear_decay_scheduler(self.opt_g, cfg.n_epochs, cfg.n_epochs_decay)
+        self.sched_d = linear_decay_scheduler(self.opt_d, cfg.n_epochs, cfg.n_epochs_decay)
+        self.networks = {"G_AB": self.g_ab, "G_BA": self.g_ba, "D_A": self.d_a, "D_B": self.d_b}
+        self.training_states = {"opt_G": self.opt_g, "opt_D": self.opt_d, "sched_G": self.sched_g,
+                                "sched_D": self.sched_d}
 
-    # 2) D_A and D_B on real vs pooled fakes; real and fake go through in one
-    # batch per discriminator (instance norm is per image, so this is exact).
-    _set_requires_grad(nets.discs, True)
-    fake_a = pools[0].query(out["fake_a"]).to(real_a.dtype)
-    fake_b = pools[1].query(out["fake_b"]).to(real_b.dtype)
-    with accelerator.autocast():
-        pred_a, pred_b = nets.discs(torch.cat([real_a, fake_a]), torch.cat([real_b, fake_b]))
-        loss_d_a = lsgan_d_loss(*pred_a.split([real_a.shape[0], fake_a.shape[0]]))
-        loss_d_b = lsgan_d_loss(*pred_b.split([real_b.shape[0], fake_b.shape[0]]))
-        loss_d = loss_d_a + loss_d_b
-    opt_d.zero_grad(set_to_none=True)
-    accelerator.backward(loss_d)
-    opt_d.step()
+    def prepare(self, accelerator: Accelerator) -> None:
+        """Wrap the pairs and optimizers (after a resume loaded them: prepare moves them to the device)."""
+        self.accelerator = accelerator
+        self.gens, self.discs, self._opt_g, self._opt_d = accelerator.prepare(
+            GeneratorPair(self.g_ab, self.g_ba), DiscriminatorPair(self.d_a, self.d_b), self.opt_g, self.opt_d)
 
-    loss_eq3 = adv + cfg.lambda_cyc * cyc
-    parts = (loss_g, loss_eq3, adv, cyc, idt, loss_d, loss_d_a, loss_d_b)
-    return torch.stack([p.detach().float() for p in parts])
+    @property
+    def lr(self) -> float:
+        return self.sched_g.get_last_lr()[0]
+
+    def end_epoch(self) -> None:
+        self.sched_g.step()
+        self.sched_d.step()
+
+    def train_step(self, real_a: torch.Tensor, real_b: torch.Tensor,
+                   pools: tuple[ImagePool, ImagePool]) -> torch.Tensor:
+        """One CycleGAN step; returns the detached loss parts in ``PARTS`` order."""
+        cfg, accelerator = self.cfg, self.accelerator
+        with_identity = cfg.lambda_identity > 0
+        # 1) G and F. The raw (unwrapped) discriminators score the fakes: their
+        # weights are frozen here, and going around DDP keeps its gradient
+        # bookkeeping to the discriminator update below.
+        _set_requires_grad(self.discs, False)
+        with accelerator.autocast():
+            out = self.gens(real_a, real_b, with_identity)
+            adv = lsgan_g_loss(self.d_b(out["fake_b"])) + lsgan_g_loss(self.d_a(out["fake_a"]))
+            cyc = cycle_loss(real_a, out["rec_a"]) + cycle_loss(real_b, out["rec_b"])
+            if with_identity:
+                idt = identity_loss(real_b, out["idt_b"]) + identity_loss(real_a, out["idt_a"])
+            else:
+                idt = torch.zeros((), device=real_a.device)
+            loss_g = generator_loss(adv, cyc, idt, cfg.lambda_cyc, cfg.lambda_identity)
+        self._opt_g.zero_grad(set_to_none=True)
+        accelerator.backward(loss_g)
+        self._opt_g.step()
+
+        # 2) D_A and D_B on real vs pooled fakes; real and fake go through in one
+        # batch per discriminator (instance norm is per image, so this is exact).
+        _set_requires_grad(self.discs, True)
+        fake_a = pools[0].query(out["fake_a"]).to(real_a.dtype)
+        fake_b = pools[1].query(out["fake_b"]).to(real_b.dtype)
+        with accelerator.autocast():
+            pred_a, pred_b = self.discs(torch.cat([real_a, fake_a]), torch.cat([real_b, fake_b]))
+            loss_d_a = lsgan_d_loss(*pred_a.split([real_a.shape[0], fake_a.shape[0]]))
+            loss_d_b = lsgan_d_loss(*pred_b.split([real_b.shape[0], fake_b.shape[0]]))
+            loss_d = loss_d_a + loss_d_b
+        self._opt_d.zero_grad(set_to_none=True)
+        accelerator.backward(loss_d)
+        self._opt_d.step()
+
+        loss_eq3 = adv + cfg.lambda_cyc * cyc
+        parts = (loss_g, loss_eq3, adv, cyc, idt, loss_d, loss_d_a, loss_d_b)
+        return torch.stack([p.detach().float() for p in parts])
 
 
 @torch.no_grad()
@@ -356,6 +374,147 @@ def best_of(history: list[dict[str, float]]) -> tuple[int, float]:
     return int(rec["epoch"]), float(rec[CRITERION])
 
 
+@dataclass
+class _CycleProgress:
+    """What a resumed run carries over besides weights, optimizer and scheduler states."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0  # optimizer steps in total
+    history: list[dict[str, float]] = field(default_factory=list)
+    initial_val: dict[str, float] = field(default_factory=dict)
+    batches_done: int = 0  # batches of epoch ``epoch + 1`` already trained (after an interrupt)
+    partial: dict[str, Any] = field(default_factory=dict)  # that epoch's loss sums and steps
+    rng: dict[str, Any] | None = None
+    pools: list[dict[str, Any]] | None = None
+
+    @classmethod
+    def resume(cls, checkpoints: RunCheckpoints, cfg: CycleConfig) -> _CycleProgress:
+        """A fresh run's progress, or the one in ``checkpoints`` (whose weights it loads)."""
+        if not checkpoints.exists():
+            return cls()
+        # Compare configs before loading weights, so a mismatch reads as one, not as a shape error.
+        diff = config_differences(checkpoints.peek_extra().get("config", {}), cfg.to_dict())
+        if diff:
+            raise ValueError(
+                f"checkpoint {checkpoints.last_dir} was written with a different config ({', '.join(diff)}); "
+                "use a new checkpoint_dir or the same settings"
+            )
+        saved = checkpoints.load()
+        extra = saved["extra"]
+        return cls(epoch=saved["epoch"], step=saved["step"], history=list(extra.get("history", [])),
+                   initial_val=dict(extra.get("initial_val", {})), batches_done=int(extra.get("batches_done", 0)),
+                   partial=dict(extra.get("partial", {})), rng=extra.get(RNG_KEY), pools=extra.get("pools"))
+
+
+class _CycleRun:
+    """One call of :func:`train_cycle`: the model, its loaders, pools and checkpoints, the progress."""
+
+    def __init__(self, cfg: CycleConfig, model: CycleGANModel, checkpoints: RunCheckpoints,
+                 progress: _CycleProgress, loaders: tuple[Any, Any], val_a: Iterable[Any] | None,
+                 memory_format: torch.memory_format) -> None:
+        self.cfg, self.model, self.checkpoints, self.progress = cfg, model, checkpoints, progress
+        self.accelerator = model.accelerator
+        self.loader_a, self.loader_b = loaders
+        self.val_a, self.memory_format = val_a, memory_format
+        self.pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
+        self.checked_range = False
+
+    def load_pools(self) -> None:
+        """The saved pools' fakes (they carry over epoch boundaries)."""
+        for pool, state in zip(self.pools, self.progress.pools or []):
+            pool.load_state_dict(state, self.accelerator.device)
+
+    def validate(self) -> dict[str, float]:
+        return validate_cycle(self.model.g_ab, self.model.g_ba, self.val_a, self.accelerator, self.memory_format)
+
+    def save_last(self, epochs_done: int, in_epoch: int, sums: torch.Tensor | None, n_steps: int) -> None:
+        progress = self.progress
+        extra = {
+            "config": self.cfg.to_dict(),
+            "history": progress.history,
+            "initial_val": progress.initial_val,
+            "batches_done": in_epoch,
+            # Loss sums of the interrupted epoch, averaged over processes: every
+            # process resumes from them, so the epoch mean stays exact under DDP.
+            "partial": {} if sums is None else {"sums": sums.cpu(), "steps": n_steps},
+            "pools": [pool.state_dict() for pool in self.pools],
+        }
+        self.checkpoints.save_last(epoch=epochs_done, step=progress.step, extra=extra)
+
+    def write_heads(self, which: str, record: Mapping[str, float]) -> None:
+        training = {**self.cfg.to_dict(), "record": dict(record)}
+        self.checkpoints.write_head(which, self.model.g_ab, name=self.cfg.variant, training=training)
+        self.checkpoints.write_head(which + INVERSE, self.model.g_ba, name=self.cfg.variant + INVERSE,
+                                    training=training)
+
+    def _images(self, batch: Any, name: str) -> torch.Tensor:
+        images = _images(batch, name).to(self.accelerator.device).contiguous(memory_format=self.memory_format)
+        if not self.checked_range:  # one host sync per loader and run catches [0, 1] / [0, 255] inputs
+            _check_range(images, name)
+        return images
+
+    def train_epoch(self, epoch: int, stop: StopRequest) -> dict[str, float]:
+        """One epoch (the rest of it after an interrupt), its checkpoints, and its record."""
+        cfg, accelerator, progress = self.cfg, self.accelerator, self.progress
+        seed = harness.start_epoch(accelerator, cfg.seed, epoch, [self.loader_a, self.loader_b])
+        self.pools[0].reseed(seed + 1)
+        self.pools[1].reseed(seed + 2)
+        skip = progress.batches_done
+        if skip:  # resuming inside this epoch: pools and loss sums as they were
+            self.load_pools()
+            sums = progress.partial["sums"].to(accelerator.device)
+            n_steps = int(progress.partial["steps"])
+        else:
+            sums = torch.zeros(len(PARTS), device=accelerator.device)
+            n_steps = 0
+        bar = tqdm(
+            desc=f"epoch {epoch}/{cfg.total_epochs}",
+            total=len(self.loader_a) if hasattr(self.loader_a, "__len__") else None,
+            initial=skip,
+            disable=not (accelerator.is_main_process and cfg.progress),
+            leave=False,
+        )
+        batches = harness.resume_batches(zip(self.loader_a, self.loader_b), skip, progress.rng if skip else None)
+        progress.batches_done, progress.rng = 0, None
+        for index, (batch_a, batch_b) in batches:
+            real_a, real_b = self._images(batch_a, "loader_a"), self._images(batch_b, "loader_b")
+            self.checked_range = True
+            sums += self.model.train_step(real_a, real_b, self.pools)
+            n_steps += 1
+            progress.step += 1
+            bar.update(1)
+            if bar.n % PROGRESS_EVERY == 0 and not bar.disable:
+                running = dict(zip(PARTS, (sums / n_steps).tolist()))
+                bar.set_postfix({k: f"{running[k]:.3f}" for k in ("loss_G", "loss_cycle", "loss_D")})
+            if stop.requested(accelerator):
+                bar.close()
+                self.save_last(epoch - 1, index + 1, accelerator.reduce(sums, reduction="mean"), n_steps)
+                raise TrainingInterrupted(f"interrupted in epoch {epoch}; checkpoint in {self.checkpoints.last_dir}")
+        bar.close()
+        if n_steps == 0:
+            raise ValueError(f"epoch {epoch}: loader_a or loader_b yielded no batches")
+        return self._end_epoch(epoch, sums, n_steps)
+
+    def _end_epoch(self, epoch: int, sums: torch.Tensor, n_steps: int) -> dict[str, float]:
+        means = self.accelerator.reduce(sums / n_steps, reduction="mean").tolist()
+        if not all(math.isfinite(m) for m in means):
+            # Raised before saving, so checkpoint_dir/last keeps the last finite epoch.
+            raise FloatingPointError(f"epoch {epoch}: non-finite losses {dict(zip(PARTS, means))}")
+        # steps: per process; the loss means are averaged over processes.
+        record: dict[str, float] = {"epoch": epoch, "steps": n_steps, "lr": self.model.lr}
+        record |= dict(zip(PARTS, means))
+        if self.val_a is not None:
+            record |= self.validate()
+        history = self.progress.history
+        improved = record[CRITERION] < best_of(history)[1]
+        history.append(record)
+        self.model.end_epoch()
+        if improved:  # best before last: a kill in between redoes this epoch
+            self.write_heads(BEST, record)
+        self.save_last(epoch, 0, None, 0)
+        return record
+
+
 def train_cycle(
     cfg: CycleConfig,
     loader_a: Iterable[Any],
@@ -383,165 +542,23 @@ def train_cycle(
         harness.check_world_size(accelerator)
     on_cuda = accelerator.device.type == "cuda"
     memory_format = torch.channels_last if cfg.channels_last and on_cuda else torch.contiguous_format
-
-    # Same initial weights on every process (DDP broadcasts rank 0's anyway).
-    set_seed(cfg.seed)
-    g_ab, g_ba = cfg.generator(), cfg.generator()
-    d_a, d_b = cfg.discriminator(), cfg.discriminator()
-    for net in (g_ab, g_ba, d_a, d_b):
-        net.to(memory_format=memory_format)
-    betas = (cfg.beta1, cfg.beta2)
-    opt_g = torch.optim.Adam([*g_ab.parameters(), *g_ba.parameters()], lr=cfg.lr, betas=betas)
-    opt_d = torch.optim.Adam([*d_a.parameters(), *d_b.parameters()], lr=cfg.lr, betas=betas)
-    # Schedulers stay out of accelerator.prepare: accelerate would step them
-    # once per process per call, but this schedule counts epochs.
-    sched_g = linear_decay_scheduler(opt_g, cfg.n_epochs, cfg.n_epochs_decay)
-    sched_d = linear_decay_scheduler(opt_d, cfg.n_epochs, cfg.n_epochs_decay)
-    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, {"G_AB": g_ab, "G_BA": g_ba, "D_A": d_a, "D_B": d_b},
-                                 {"opt_G": opt_g, "opt_D": opt_d, "sched_G": sched_g, "sched_D": sched_d})
-
-    history: list[dict[str, float]] = []
-    initial_val: dict[str, float] = {}
-    start, step, batches_done = 0, 0, 0
-    partial: dict[str, Any] = {}
-    rng: dict[str, Any] | None = None
-    pool_states: list[dict[str, Any]] | None = None
-    if checkpoints.exists():
-        # Compare configs before loading weights, so a mismatch reads as one, not as a shape error.
-        diff = config_differences(checkpoints.peek_extra().get("config", {}), cfg.to_dict())
-        if diff:
-            raise ValueError(
-                f"checkpoint {checkpoints.last_dir} was written with a different config ({', '.join(diff)}); "
-                "use a new checkpoint_dir or the same settings"
-            )
-        # Loaded before prepare(): prepare moves weights and optimizer state to the device.
-        saved = checkpoints.load()
-        extra = saved["extra"]
-        start, step = saved["epoch"], saved["step"]
-        history = list(extra.get("history", []))
-        initial_val = dict(extra.get("initial_val", {}))
-        batches_done = int(extra.get("batches_done", 0))
-        partial = dict(extra.get("partial", {}))
-        rng = extra.get(RNG_KEY)
-        pool_states = extra.get("pools")
-
-    gens, discs, opt_g, opt_d = accelerator.prepare(
-        GeneratorPair(g_ab, g_ba), DiscriminatorPair(d_a, d_b), opt_g, opt_d
-    )
-    loader_a, loader_b = accelerator.prepare(loader_a, loader_b)
-    nets = _Nets(g_ab, g_ba, d_a, d_b, gens, discs)
-    pools = (ImagePool(cfg.pool_size), ImagePool(cfg.pool_size))
-
-    def load_pools() -> None:
-        for pool, state in zip(pools, pool_states or []):
-            pool.load_state_dict(state, accelerator.device)
-
-    load_pools()  # the stored fakes carry over epoch boundaries
-    main = accelerator.is_main_process
-    if val_a is not None and start == 0 and not initial_val:
+    model = CycleGANModel(cfg, memory_format)
+    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, model.networks, model.training_states)
+    progress = _CycleProgress.resume(checkpoints, cfg)  # before prepare(), which moves the states to the device
+    start = progress.epoch
+    model.prepare(accelerator)
+    run = _CycleRun(cfg, model, checkpoints, progress, accelerator.prepare(loader_a, loader_b), val_a, memory_format)
+    run.load_pools()
+    if val_a is not None and start == 0 and not progress.initial_val:
         # Baseline for the held-out metrics: what the untrained nets do.
-        initial_val = validate_cycle(g_ab, g_ba, val_a, accelerator, memory_format)
-
-    def save_last(epochs_done: int, in_epoch: int, sums: torch.Tensor | None, n_steps: int) -> None:
-        extra = {
-            "config": cfg.to_dict(),
-            "history": history,
-            "initial_val": initial_val,
-            "batches_done": in_epoch,
-            # Loss sums of the interrupted epoch, averaged over processes: every
-            # process resumes from them, so the epoch mean stays exact under DDP.
-            "partial": {} if sums is None else {"sums": sums.cpu(), "steps": n_steps},
-            "pools": [pool.state_dict() for pool in pools],
-        }
-        checkpoints.save_last(epoch=epochs_done, step=step, extra=extra)
-
-    def save_heads(which: str, record: Mapping[str, float]) -> None:
-        training = {**cfg.to_dict(), "record": dict(record)}
-        checkpoints.save_head(which, g_ab, name=cfg.variant, training=training)
-        checkpoints.save_head(which + INVERSE, g_ba, name=cfg.variant + INVERSE, training=training)
-
-    checked_range = False
-    with StopRequest() as stop:
-        for epoch in range(start + 1, cfg.total_epochs + 1):
-            started = time.perf_counter()
-            seed = harness.start_epoch(accelerator, cfg.seed, epoch, [loader_a, loader_b])
-            pools[0].reseed(seed + 1)
-            pools[1].reseed(seed + 2)
-            skip = batches_done
-            if skip:  # resuming inside this epoch: pools and loss sums as they were
-                load_pools()
-                sums = partial["sums"].to(accelerator.device)
-                n_steps = int(partial["steps"])
-            else:
-                sums = torch.zeros(len(PARTS), device=accelerator.device)
-                n_steps = 0
-            bar = tqdm(
-                desc=f"epoch {epoch}/{cfg.total_epochs}",
-                total=len(loader_a) if hasattr(loader_a, "__len__") else None,
-                initial=skip,
-                disable=not (main and cfg.progress),
-                leave=False,
-            )
-            batches = harness.resume_batches(zip(loader_a, loader_b), skip, rng if skip else None)
-            batches_done, rng = 0, None
-            for index, (batch_a, batch_b) in batches:
-                real_a = _images(batch_a, "loader_a").to(accelerator.device).contiguous(memory_format=memory_format)
-                real_b = _images(batch_b, "loader_b").to(accelerator.device).contiguous(memory_format=memory_format)
-                if not checked_range:  # one host sync per run catches [0, 1] / [0, 255] inputs
-                    _check_range(real_a, "loader_a")
-                    _check_range(real_b, "loader_b")
-                    checked_range = True
-                sums += _train_step(nets, opt_g, opt_d, pools, real_a, real_b, cfg, accelerator)
-                n_steps += 1
-                step += 1
-                bar.update(1)
-                if bar.n % PROGRESS_EVERY == 0 and not bar.disable:
-                    running = dict(zip(PARTS, (sums / n_steps).tolist()))
-                    bar.set_postfix({k: f"{running[k]:.3f}" for k in ("loss_G", "loss_cycle", "loss_D")})
-                if stop.requested(accelerator):
-                    bar.close()
-                    save_last(epoch - 1, index + 1, accelerator.reduce(sums, reduction="mean"), n_steps)
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {epoch}; checkpoint in {checkpoints.last_dir}")
-            bar.close()
-            if n_steps == 0:
-                raise ValueError(f"epoch {epoch}: loader_a or loader_b yielded no batches")
-
-            means = accelerator.reduce(sums / n_steps, reduction="mean").tolist()
-            if not all(math.isfinite(m) for m in means):
-                # Raised before saving, so checkpoint_dir/last keeps the last finite epoch.
-                raise FloatingPointError(f"epoch {epoch}: non-finite losses {dict(zip(PARTS, means))}")
-            # steps: per process; the loss means are averaged over processes.
-            record: dict[str, float] = {"epoch": epoch, "steps": n_steps, "lr": sched_g.get_last_lr()[0]}
-            record |= dict(zip(PARTS, means))
-            if val_a is not None:
-                record |= validate_cycle(g_ab, g_ba, val_a, accelerator, memory_format)
-            improved = record[CRITERION] < best_of(history)[1]
-            history.append(record)
-            sched_g.step()
-            sched_d.step()
-            if improved:  # best before last: a kill in between redoes this epoch
-                save_heads(BEST, record)
-            save_last(epoch, 0, None, 0)
-            seconds = time.perf_counter() - started
-            log.info("epoch %d/%d: L (Eq. 3) %.4g (%.1f s)", epoch, cfg.total_epochs, record[CRITERION], seconds)
-            if main and on_epoch_end is not None:
-                on_epoch_end({**record, "epoch_seconds": seconds})
-            if stop.requested(accelerator):
-                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {checkpoints.last_dir}")
-
+        progress.initial_val = run.validate()
+    harness.run_epochs(accelerator, range(start + 1, cfg.total_epochs + 1), run.train_epoch,
+                       last_dir=checkpoints.last_dir, on_epoch_end=on_epoch_end)
+    history = progress.history
     if history:
-        save_heads(FINAL, history[-1])
+        run.write_heads(FINAL, history[-1])
     accelerator.wait_for_everyone()
     best_epoch, best_loss = best_of(history)
-    return CycleResult(
-        history=history,
-        best_epoch=best_epoch,
-        best_loss_G=best_loss,
-        epochs_completed=len(history),
-        start_epoch=start,
-        initial_val=initial_val,
-        g_ab=g_ab,
-        g_ba=g_ba,
-        checkpoint_dir=checkpoint_dir,
-    )
+    return CycleResult(history=history, best_epoch=best_epoch, best_loss_G=best_loss, epochs_completed=len(history),
+                       start_epoch=start, initial_val=progress.initial_val, g_ab=model.g_ab, g_ba=model.g_ba,
+                       checkpoint_dir=checkpoint_dir)

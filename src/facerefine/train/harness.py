@@ -38,9 +38,10 @@ Resume
     rule.
 
 Heads
-    The best and the final models are written with :func:`facerefine.heads.save_head`
-    (``model.safetensors`` + ``config.json``), the format ``facerefine enhance``
-    and the stages load with ``load_head``.
+    The best and the final models are written with
+    :func:`facerefine.head_folder.write_head_folder` (``model.safetensors`` +
+    ``config.json``), the format ``facerefine enhance`` and the stages read with
+    ``heads.read_head_folder``. Training never imports the inference side.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ import os
 import random
 import signal
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -60,7 +62,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 
-from facerefine.heads import save_head
+from facerefine.head_folder import write_head_folder
 from facerefine.train.checkpoint import STATE_FILE, has_checkpoint, load_checkpoint, resolve_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
@@ -70,6 +72,7 @@ BEST = "best"
 FINAL = "final"
 RNG_KEY = "_rng"  # where save_last keeps the RNG states inside ``extra``
 SCALER_KEY = "_scaler"
+LOGGED = ("loss_G_eq3", "train_loss", "val_loss")  # the record values run_epochs logs
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -216,6 +219,32 @@ class StopRequest:
         return accelerator.check_trigger()
 
 
+# ---------------------------------------------------------------- the loop
+
+
+def run_epochs(accelerator: Accelerator, epochs: Iterable[int],
+               train_epoch: Callable[[int, StopRequest], dict[str, float] | None], *, last_dir: Path,
+               on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> None:
+    """The epoch loop of every trainer. ``train_epoch(epoch, stop)`` trains one epoch, writes
+    its checkpoints and returns the epoch's record, or None when the run is over (early
+    stopping); on a stop requested inside the epoch it writes ``last`` and raises
+    TrainingInterrupted itself. ``on_epoch_end`` gets the record plus ``epoch_seconds`` on the
+    main process (wall clock, for MLflow and logs; never in a versioned history)."""
+    with StopRequest() as stop:
+        for epoch in epochs:
+            started = time.perf_counter()
+            record = train_epoch(epoch, stop)
+            if record is None:
+                break
+            seconds = time.perf_counter() - started
+            shown = ", ".join(f"{key} {record[key]:.4g}" for key in LOGGED if key in record)
+            log.info("epoch %d: %s (%.1f s)", epoch, shown, seconds)
+            if on_epoch_end is not None and accelerator.is_main_process:
+                on_epoch_end({**record, "epoch_seconds": seconds})
+            if stop.requested(accelerator):
+                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {last_dir}")
+
+
 # ---------------------------------------------------------------- checkpoints
 
 
@@ -223,7 +252,8 @@ class RunCheckpoints:
     """The checkpoints of one run under ``directory``: ``last`` (resume), ``best`` and ``final`` (heads).
 
     ``modules`` and ``states`` are the raw (unwrapped) modules and the
-    optimizers/schedulers whose ``state_dict`` a resume needs.
+    optimizers/schedulers whose ``state_dict`` a resume needs: a trainer's model object
+    (``CycleGANModel``, ``UNetModel``) hands over its ``networks`` and ``training_states``.
     """
 
     def __init__(self, directory: str | Path, accelerator: Accelerator,
@@ -275,10 +305,10 @@ class RunCheckpoints:
             save_checkpoint(self.last_dir, self.modules, self.states, epoch=epoch, step=step, extra=full)
         self.accelerator.wait_for_everyone()
 
-    def save_head(self, which: str, model: torch.nn.Module, *, name: str,
-                  training: dict[str, Any] | None = None) -> Path:
+    def write_head(self, which: str, model: torch.nn.Module, *, name: str,
+                   training: dict[str, Any] | None = None) -> Path:
         """Write ``<directory>/<which>`` as a loadable head (main process only)."""
         path = self.directory / which
         if self.accelerator.is_main_process:
-            save_head(path, self.accelerator.unwrap_model(model), name=name, training=training)
+            write_head_folder(path, self.accelerator.unwrap_model(model), name=name, training=training)
         return path

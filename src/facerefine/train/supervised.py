@@ -7,7 +7,7 @@ Checkpoints, seeding, interrupts and resume follow the shared contract of
 ``train/harness.py``: under ``checkpoint_dir``, ``last/`` (resumable, written
 every epoch and on SIGINT/SIGTERM, batch-granular), ``best/`` (the head with
 the lowest validation loss so far) and ``final/`` (the last epoch's head), both
-loadable head directories (``save_head``). The model's initial weights are the
+loadable head directories (``head_folder.write_head_folder``). The model's initial weights are the
 caller's: seed before building it.
 
 Runs unchanged under ``accelerate launch`` (DDP): only the main process writes
@@ -16,10 +16,8 @@ checkpoints and calls ``on_epoch_end``; metrics are averaged over all processes.
 
 from __future__ import annotations
 
-import logging
 import math
 import sys
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,7 +33,6 @@ from facerefine.metrics.image import psnr, ssim
 from facerefine.train import harness
 from facerefine.train.harness import BEST, FINAL, LAST, RNG_KEY, RunCheckpoints, StopRequest, TrainingInterrupted
 
-log = logging.getLogger(__name__)
 HISTORY_KEYS = ("epoch", "train_loss", "val_loss", "val_lpips", "val_ssim", "val_psnr")
 
 
@@ -168,17 +165,46 @@ def _update_early_stopping(progress: _Progress, val_loss: float, epoch: int, cfg
     return improved
 
 
+class UNetModel:
+    """The pairwise head in training: the network and its Adam optimizer (paper §5.1).
+
+    ``networks`` and ``training_states`` (the raw module and optimizer) are what a
+    checkpoint holds; :meth:`prepare` wraps them for the accelerator (DDP)."""
+
+    def __init__(self, net: torch.nn.Module, cfg: SupervisedConfig, accelerator: Accelerator) -> None:
+        self.cfg = cfg
+        self.channels_last = cfg.channels_last and accelerator.device.type == "cuda"
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        self.net = net
+        self.optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, betas=cfg.betas)
+        self.networks = {"model": net}
+        self.training_states = {"optimizer": self.optimizer}
+
+    def prepare(self, accelerator: Accelerator, *loaders: Any) -> list[Any]:
+        """Wrap the net, optimizer and ``loaders`` (after a resume loaded the states); the loaders back."""
+        self.accelerator = accelerator
+        self.wrapped, self._optimizer, *loaders = accelerator.prepare(self.net, self.optimizer, *loaders)
+        return loaders
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor, lpips_net: torch.nn.Module) -> torch.Tensor:
+        """One Adam step on Eq. 1; returns the batch's (attached) mean loss."""
+        with self.accelerator.autocast():
+            loss, _ = unet_loss(x, y, self.wrapped(x), lpips_net, self.cfg.structure)
+        self._optimizer.zero_grad(set_to_none=True)
+        self.accelerator.backward(loss)
+        self._optimizer.step()
+        return loss
+
+
 def _train_epoch(
     epoch: int,
-    model: torch.nn.Module,
+    model: UNetModel,
     lpips_net: torch.nn.Module,
     loader: Iterable[Any],
-    optimizer: Any,
-    accelerator: Accelerator,
     cfg: SupervisedConfig,
     progress: _Progress,
     stop: StopRequest,
-    channels_last: bool,
     rng: dict[str, Any] | None,
 ) -> float | None:
     """One pass over ``loader``, skipping batches trained before an interrupt.
@@ -186,11 +212,12 @@ def _train_epoch(
     Returns the epoch's mean train loss, or None if a stop was requested; the
     partial sums are then in ``progress``, ready to be checkpointed.
     """
+    accelerator = model.accelerator
     # The partial sums of an interrupted epoch live on the main process only,
     # so that summing over processes counts them once.
     carried = (progress.partial_loss_sum, progress.partial_count) if accelerator.is_main_process else (0.0, 0.0)
     totals = torch.tensor(carried, dtype=torch.float64, device=accelerator.device)  # (loss sum, images)
-    model.train()
+    model.wrapped.train()
     bar = tqdm(
         loader,
         desc=f"epoch {epoch}/{cfg.max_epochs}",
@@ -199,12 +226,8 @@ def _train_epoch(
     )
     # Batches trained before an interrupt are skipped (same order: the epoch seed).
     for index, batch in harness.resume_batches(bar, progress.batches_done, rng):
-        x, y = (_prepare_images(t, channels_last) for t in _split_batch(batch))
-        with accelerator.autocast():
-            loss, _ = unet_loss(x, y, model(x), lpips_net, cfg.structure)
-        optimizer.zero_grad(set_to_none=True)
-        accelerator.backward(loss)
-        optimizer.step()
+        x, y = (_prepare_images(t, model.channels_last) for t in _split_batch(batch))
+        loss = model.train_step(x, y, lpips_net)
         progress.step += 1
         progress.batches_done = index + 1
         totals[0] += loss.detach().double() * x.shape[0]
@@ -246,62 +269,48 @@ def train_supervised(
     checkpoint_dir = Path(checkpoint_dir)
     accelerator = accelerator or make_accelerator(cfg)
     set_seed(cfg.seed)
-    channels_last = cfg.channels_last and accelerator.device.type == "cuda"
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    raw_model = model
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
-    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, {"model": raw_model}, {"optimizer": optimizer})
+    unet = UNetModel(model, cfg, accelerator)
+    checkpoints = RunCheckpoints(checkpoint_dir, accelerator, unet.networks, unet.training_states)
     progress, rng = _Progress(), None
     if checkpoints.exists():
         # Loaded before prepare(): prepare moves weights and optimizer state to the device.
         extra = checkpoints.load()["extra"]
         rng = extra.pop(RNG_KEY, None)
         progress = _Progress(**{k: v for k, v in extra.items() if not k.startswith("_")})
-    model, optimizer, train_loader, val_loader = accelerator.prepare(model, optimizer, train_loader, val_loader)
+    train_loader, val_loader = unet.prepare(accelerator, train_loader, val_loader)
     lpips_net = lpips_net.to(accelerator.device).eval().requires_grad_(False)
 
     def save_last() -> None:
         checkpoints.save_last(epoch=progress.epoch, step=progress.step, extra=asdict(progress))
 
-    with StopRequest() as stop:
-        for epoch in range(progress.epoch + 1, cfg.max_epochs + 1):
-            if progress.stopped_early:
-                break
-            started = time.perf_counter()
-            harness.start_epoch(accelerator, cfg.seed, epoch, [train_loader])
-            # The saved RNG states matter only when resuming inside an epoch.
-            resume_rng = rng if progress.batches_done else None
-            rng = None
-            train_loss = _train_epoch(
-                epoch, model, lpips_net, train_loader, optimizer, accelerator, cfg, progress, stop, channels_last,
-                resume_rng,
-            )
-            if train_loss is None:
-                save_last()
-                raise TrainingInterrupted(f"interrupted in epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
-            val = evaluate(model, lpips_net, val_loader, accelerator, cfg.structure, channels_last)
-            record = {"epoch": epoch, "train_loss": train_loss, **val}
-            improved = _update_early_stopping(progress, val["val_loss"], epoch, cfg)
-            progress.epoch, progress.batches_done = epoch, 0
-            progress.partial_loss_sum = progress.partial_count = 0.0
-            progress.history.append(record)
-
-            # best before last: if killed in between, the resumed run redoes this
-            # epoch and rewrites the same best weights.
-            if improved:
-                checkpoints.save_head(BEST, raw_model, name="unet", training={"epoch": epoch})
+    def train_epoch(epoch: int, stop: StopRequest) -> dict[str, float] | None:
+        nonlocal rng
+        if progress.stopped_early:
+            return None
+        harness.start_epoch(accelerator, cfg.seed, epoch, [train_loader])
+        # The saved RNG states matter only when resuming inside an epoch.
+        resume_rng, rng = (rng if progress.batches_done else None), None
+        train_loss = _train_epoch(epoch, unet, lpips_net, train_loader, cfg, progress, stop, resume_rng)
+        if train_loss is None:
             save_last()
-            seconds = time.perf_counter() - started
-            log.info("epoch %d/%d: train %.4g, val %.4g (%.1f s)", epoch, cfg.max_epochs, train_loss,
-                     val["val_loss"], seconds)
-            if on_epoch_end is not None and accelerator.is_main_process:
-                on_epoch_end({**record, "epoch_seconds": seconds})
-            if stop.requested(accelerator):
-                raise TrainingInterrupted(f"interrupted after epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+            raise TrainingInterrupted(f"interrupted in epoch {epoch}; checkpoint in {checkpoint_dir / LAST}")
+        val = evaluate(unet.wrapped, lpips_net, val_loader, accelerator, cfg.structure, unet.channels_last)
+        record = {"epoch": epoch, "train_loss": train_loss, **val}
+        improved = _update_early_stopping(progress, val["val_loss"], epoch, cfg)
+        progress.epoch, progress.batches_done = epoch, 0
+        progress.partial_loss_sum = progress.partial_count = 0.0
+        progress.history.append(record)
+        # best before last: if killed in between, the resumed run redoes this
+        # epoch and rewrites the same best weights.
+        if improved:
+            checkpoints.write_head(BEST, unet.net, name="unet", training={"epoch": epoch})
+        save_last()
+        return record
 
+    harness.run_epochs(accelerator, range(progress.epoch + 1, cfg.max_epochs + 1), train_epoch,
+                       last_dir=checkpoint_dir / LAST, on_epoch_end=on_epoch_end)
     # The final head is the last epoch's weights (what ``last`` holds), in head format.
-    checkpoints.save_head(FINAL, raw_model, name="unet", training={"epoch": progress.epoch})
+    checkpoints.write_head(FINAL, unet.net, name="unet", training={"epoch": progress.epoch})
     accelerator.wait_for_everyone()
     return TrainResult(
         history=list(progress.history),
