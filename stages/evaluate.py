@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.analysis.embeddings import arcface_embeddings
+from facerefine.banners import REPORT_NETWORKS, standin_networks
 from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
 from facerefine.distributed import topology
@@ -15,14 +16,16 @@ from facerefine.evaluation import (LABELS, Extractors, evaluate_stream, head_set
                                   render_table, shard_set)
 from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
-from facerefine.generation.stage import effective_dtype
 from facerefine.heads import load_head
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
 from facerefine.metrics.clip_iqa import clip_iqa_scores, prompt_pairs
+from facerefine.precision import effective_dtype
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
+from facerefine.weights import clip, inception, lora
+from facerefine.weights.flux import load_flux_for
 
 log = logging.getLogger("evaluate")
 HEAD_ROWS = ("unet", "cyclegan", "esa")
@@ -35,8 +38,8 @@ def lora_weight_key(params: Params) -> str:
 def load_lora(pipe, params: Params) -> str:
     """The realism LoRA into ``pipe``, the file named by the params (never a guess)."""
     models = params.scale.models
-    return weights.load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
-                             key=lora_weight_key(params))
+    return lora.load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
+                          key=lora_weight_key(params))
 
 
 def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
@@ -54,14 +57,14 @@ def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
 
 def standins(params: Params) -> list[str]:
     """Stand-in networks behind Table 4 (any of them puts the banner on the report)."""
-    return weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
+    return standin_networks(params, REPORT_NETWORKS["evaluate"])
 
 
 def preflight(params: Params) -> list[str]:
     """Everything that can fail on params or files, checked before any image is generated:
     the LoRA file, the heads, the CLIP-IQA prompts. Returns the heads to evaluate."""
     models = params.scale.models
-    weights.lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
+    lora.lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
                              key=lora_weight_key(params))
     prompt_pairs(params.evaluate.clip_iqa_prompts)
     return selected_heads(params)
@@ -73,7 +76,7 @@ def lora_shards(params, test: pd.DataFrame, device, out_dir: Path) -> None:
     and the LoRA images are read back batch by batch like every other row."""
     scale = params.scale
     # the dtype generate_schnell used, so the LoRA row differs from the schnell row by the LoRA only
-    pipe = weights.load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology()), device=device)
+    pipe = load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology().device), device=device)
     load_lora(pipe, params)
     generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
     runner.generate_shards(runner.plan_shards(test, scale.shard_size), out_dir, generate,
@@ -102,8 +105,8 @@ def main() -> None:
             for name in head_names:
                 sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
 
-            extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-            clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
+            extractor = fidelity.inception_extractor(inception.inception_weights_path(scale.models.inception), device)
+            clip_model, clip_processor = clip.load_clip(scale.models.clip_iqa)
             extract = Extractors(
                 # Inception computes in float32: keeping its features so (not float64) halves what
                 # accumulates per image, and the distances upcast them exactly.

@@ -65,7 +65,7 @@ REFERENCE_CONFIG = {"in_channels": 3, "out_channels": 3, "ngf": 64, "n_blocks": 
 def collect_heads(mode: str, params: Params) -> list[BenchHead]:
     """The heads the params train, with random weights (latency does not depend on the weights'
     values; arch mode: at the paper's size whatever the profile) + the reference."""
-    from facerefine.flux_arch import arch_heads
+    from facerefine.weights.flux import arch_heads
     from facerefine.heads import architectures
     from facerefine.models.cyclegan import ResnetGenerator
 
@@ -160,15 +160,15 @@ class Bench:
 
 def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dtype: str):
     """FLUX text-to-image pipeline for ``role`` as the mode says (stand-in, real weights, or arch)."""
-    from facerefine import weights
+    from facerefine.weights import flux
 
     if mode == "arch":
-        from facerefine.flux_arch import build_pipeline
+        from facerefine.precision import torch_dtype
 
-        return build_pipeline(role, device=device, dtype=weights.torch_dtype(dtype))
+        return flux.build_pipeline(role, device=device, dtype=torch_dtype(dtype))
     if mode == "smoke":
-        return weights.load_flux(SMOKE, role, dtype=dtype, device=device)
-    return weights.load_flux_for(params.scale, role, dtype=dtype, device=device)
+        return flux.load_flux(SMOKE, role, dtype=dtype, device=device)
+    return flux.load_flux_for(params.scale, role, dtype=dtype, device=device)
 
 
 def text_to_image(pipe, *, prompt: str, size: int, steps: int, guidance: float,
@@ -341,7 +341,7 @@ def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[
 
 def paper_head_gflop(esa_placement: str = "blocks") -> float:
     """GFLOP per 512² image of the paper's head as built here: the ngf-64, 9-block ESA generator."""
-    from facerefine.flux_arch import ARCH_GENERATOR
+    from facerefine.weights.flux import ARCH_GENERATOR
     from facerefine.models.cyclegan import ResnetGenerator
 
     return count_flops(ResnetGenerator(**ARCH_GENERATOR, esa=esa_placement), PAPER["resolution"]) / 1e9
