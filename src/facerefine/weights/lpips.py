@@ -61,3 +61,6 @@ def load_lpips(spec: str) -> "lpips_lib.LPIPS":
             if own:
                 layer.load_state_dict(own)
     model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
