@@ -10,7 +10,7 @@ then runs each stage's core in a fresh subprocess per size and reads that proces
   CLIP-IQA, ArcFace embeddings and SSIM/PSNR;
 * diversity: ``analysis.diversity.analyse_set`` on both sets and ``analysis.tsne.tsne_map``.
 
-The networks are the smoke stand-ins (``weights.py``): the FID Inception, ArcFace and DeepFace's
+The networks are the smoke stand-ins (``facerefine.weights``): the FID Inception, ArcFace and DeepFace's
 Age/Gender/Race networks are full size there, so an image held per subject would show against
 the weights. 512² RGB is 0.75 MiB as a PIL image and 3 MiB as a float tensor, so holding
 the images of one set at 8N = 64 would add ~40 MiB (PIL) to ~170 MiB (float), a few hundred MiB
@@ -99,14 +99,14 @@ def _head():
 
 
 def _extractors():
-    from facerefine import weights
     from facerefine.analysis.embeddings import arcface_embeddings
     from facerefine.evaluation import Extractors
     from facerefine.metrics import fidelity
     from facerefine.metrics.clip_iqa import clip_iqa_scores
+    from facerefine.weights import clip, inception
 
-    extractor = fidelity.inception_extractor(weights.inception_weights_path("smoke"))
-    clip_model, clip_processor = weights.load_clip("smoke")
+    extractor = fidelity.inception_extractor(inception.inception_weights_path("smoke"))
+    clip_model, clip_processor = clip.load_clip("smoke")
     return Extractors(
         features=lambda ims: fidelity.inception_features(ims, extractor, EVAL_BATCH).float(),  # as the stage
         clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, batch_size=EVAL_BATCH),
@@ -125,19 +125,19 @@ def child_evaluate(data: Path, n: int) -> dict:
 
 def child_legacy_evaluate(data: Path, n: int) -> dict:
     """The pre-streaming stage: every set read into memory, then evaluate_sets on the lists."""
-    from facerefine import weights
     from facerefine.analysis.embeddings import arcface_embeddings
     from facerefine.data.datasets import read_images
     from facerefine.evaluation import EvalSet, apply_head, evaluate_sets
     from facerefine.metrics import fidelity
     from facerefine.metrics.clip_iqa import clip_iqa_scores
+    from facerefine.weights import clip, inception
 
     ids = keys_for(n)
     schnell, dev = read_images(data / "schnell", ids), read_images(data / "dev", ids)
     sets = [EvalSet("schnell", schnell), EvalSet("dev", dev), EvalSet("lora", read_images(data / "lora", ids)),
             EvalSet("unet", apply_head(_head(), schnell, EVAL_BATCH))]
-    extractor = fidelity.inception_extractor(weights.inception_weights_path("smoke"))
-    clip_model, clip_processor = weights.load_clip("smoke")
+    extractor = fidelity.inception_extractor(inception.inception_weights_path("smoke"))
+    clip_model, clip_processor = clip.load_clip("smoke")
     rows = evaluate_sets(
         sets, schnell, dev,
         features=lambda ims: fidelity.inception_features(ims, extractor, EVAL_BATCH),
@@ -265,11 +265,11 @@ def write_report(report: dict, out: Path) -> None:
 
 def build_standins() -> None:
     """Stand-ins are built once (under $FACEREFINE_HOME), outside the measured processes."""
-    from facerefine import weights
+    from facerefine.weights import clip, deepface, inception
 
-    weights.inception_weights_path("smoke")
-    weights.load_clip("smoke")
-    weights.deepface_home("smoke")
+    inception.inception_weights_path("smoke")
+    clip.load_clip("smoke")
+    deepface.deepface_home("smoke")
 
 
 if __name__ == "__main__":

@@ -8,15 +8,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.analysis.attributes import summarise
 from facerefine.analysis.diversity import analyse_set
 from facerefine.analysis.report import diversity_headline, mlflow_metrics, render_diversity_report
 from facerefine.analysis.tsne import plot_tsne, tsne_map
+from facerefine.banners import REPORT_NETWORKS, standin_networks
 from facerefine.config import load_params, loggable
 from facerefine.io import write_json, write_parquet, write_text
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
+from facerefine.weights.deepface import deepface_detector
 
 log = logging.getLogger("diversity")
 
@@ -31,9 +33,9 @@ FIGURE = paths.REPORTS / "diversity_tsne.png"
 def main() -> None:
     params = load_params()
     spec = params.scale.models.deepface
-    standins = weights.standin_networks(params, weights.REPORT_NETWORKS["diversity"])
+    standins = standin_networks(params, REPORT_NETWORKS["diversity"])
     # Fails before any work if the detector would need weights the spec cannot provide.
-    detector = weights.deepface_detector(spec, params.scale.face_detector)
+    detector = deepface_detector(spec, params.scale.face_detector)
     with stage_run("diversity", params=loggable(params), profile=params.profile) as run:
         t0 = time.perf_counter()
         sets = {name: analyse_set(name, directory, spec=spec, detector=detector,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.analysis.embeddings import arcface_embeddings
+from facerefine.banners import REPORT_NETWORKS, standin_networks
 from facerefine.config import Params, load_params, loggable
 from facerefine.data import shards
 from facerefine.distributed import topology
@@ -21,13 +22,14 @@ from facerefine.metrics.clip_iqa import clip_iqa_scores
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
+from facerefine.weights import clip, inception
 
 log = logging.getLogger("evaluate")
 
 
 def standins(params: Params) -> list[str]:
     """Stand-in networks behind Table 4 (any of them puts the banner on the report)."""
-    return weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
+    return standin_networks(params, REPORT_NETWORKS["evaluate"])
 
 
 def main() -> None:
@@ -51,8 +53,8 @@ def main() -> None:
             for name in head_names:
                 sets[name] = head_set(read_head_folder(name, device).model, cfg.batch_size, device)
 
-            extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-            clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
+            extractor = fidelity.inception_extractor(inception.inception_weights_path(scale.models.inception), device)
+            clip_model, clip_processor = clip.load_clip(scale.models.clip_iqa)
             extract = Extractors(
                 # Inception computes in float32: keeping its features so (not float64) halves what
                 # accumulates per image, and the distances upcast them exactly.

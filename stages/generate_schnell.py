@@ -7,14 +7,16 @@ import time
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.config import load_params, loggable
 from facerefine.distributed import topology
 from facerefine.generation.flux import SchnellTextToImage
-from facerefine.generation.stage import effective_dtype, run_set
+from facerefine.generation.stage import run_set
 from facerefine.io import write_json
+from facerefine.precision import effective_dtype
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
+from facerefine.weights.flux import load_flux_for, random_fingerprint
 
 
 def main() -> None:
@@ -24,12 +26,12 @@ def main() -> None:
     with stage_run("generate_schnell", params=loggable(params), profile=params.profile,
                    enabled=topo.is_main) as run:
         t0 = time.perf_counter()
-        dtype = effective_dtype(scale.dtype, topo)
-        pipe = weights.load_flux_for(scale, "schnell", dtype=dtype, device=topo.device)
+        dtype = effective_dtype(scale.dtype, topo.device)
+        pipe = load_flux_for(scale, "schnell", dtype=dtype, device=topo.device)
         generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
         # Everything that changes the pixels; a change regenerates the shards.
         job = {"model": scale.models.schnell, "size": scale.image_size, "dtype": dtype,
-               **params.schnell_run.model_dump(), **weights.random_fingerprint(scale.models.schnell, scale)}
+               **params.schnell_run.model_dump(), **random_fingerprint(scale.models.schnell, scale)}
         metrics = {}
         for name, prompts, out in [("enriched", paths.ENRICHED_PROMPTS, paths.SCHNELL_ENRICHED),
                                    ("baseline", paths.BASELINE_PROMPTS, paths.SCHNELL_BASELINE)]:

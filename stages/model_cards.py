@@ -10,7 +10,7 @@ the head when it describes the same weights (sha256).
 import json
 
 from facerefine import paths
-from facerefine import weights
+from facerefine.banners import standin_networks
 from facerefine.card import CARDS_DIR, write_published_cards
 from facerefine.config import load_params
 from facerefine.stagekit import run_stage
@@ -26,7 +26,7 @@ def main() -> None:
     with stage_run("model_cards", profile=params.profile) as run:
         # the card carries metrics, which every network feeds: the banner counts them all
         written = write_published_cards(paths.HEADS, CARDS_DIR, profile=params.profile,
-                                        standins=weights.standin_networks(params),
+                                        standins=standin_networks(params),
                                         quality=_read(paths.REPORTS / "quality.json"),
                                         latency=_read(paths.METRICS / "latency.json"),
                                         samples=paths.REPORTS / "quality_samples.png")

@@ -7,15 +7,17 @@ import time
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
 from facerefine.distributed import topology
 from facerefine.generation.flux import DevImageToImage
-from facerefine.generation.stage import effective_dtype, run_set
+from facerefine.generation.stage import run_set
 from facerefine.io import write_json
+from facerefine.precision import effective_dtype
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
+from facerefine.weights.flux import load_flux_for, random_fingerprint
 
 
 def main() -> None:
@@ -25,12 +27,12 @@ def main() -> None:
     with stage_run("refine_dev", params=loggable(params), profile=params.profile,
                    enabled=topo.is_main) as run:
         t0 = time.perf_counter()
-        dtype = effective_dtype(scale.dtype, topo)
-        pipe = weights.load_flux_for(scale, "dev", img2img=True, dtype=dtype, device=topo.device)
+        dtype = effective_dtype(scale.dtype, topo.device)
+        pipe = load_flux_for(scale, "dev", img2img=True, dtype=dtype, device=topo.device)
         generate = DevImageToImage(pipe, params.dev_run, scale.image_size, paths.SCHNELL_ENRICHED)
         schnell = pd.read_parquet(paths.SCHNELL_ENRICHED / shards.MANIFEST)
         job = {"model": scale.models.dev, "size": scale.image_size, "dtype": dtype, **params.dev_run.model_dump(),
-               **weights.random_fingerprint(scale.models.dev, scale)}
+               **random_fingerprint(scale.models.dev, scale)}
 
         def source_fingerprint(rows, k):
             # A regenerated schnell shard must regenerate its dev twin.

@@ -2,7 +2,8 @@
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
+from facerefine.banners import REPORT_NETWORKS, standin_networks
 from facerefine.config import load_params
 from facerefine.io import write_text
 from facerefine.report import load_json, render_pipeline_report
@@ -25,7 +26,7 @@ def main() -> None:
     params = load_params()
     with stage_run("report", profile=params.profile) as run:
         unet_curves()
-        standins = weights.standin_networks(params, weights.REPORT_NETWORKS["report"])
+        standins = standin_networks(params, REPORT_NETWORKS["report"])
         text = render_pipeline_report(profile=params.profile, standins=standins,
                       prompts_metrics=load_json(paths.METRICS / "prompts.json"))
         write_text(paths.REPORTS / "README.md", text)

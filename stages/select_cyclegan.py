@@ -6,7 +6,8 @@ import shutil
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
+from facerefine.banners import REPORT_NETWORKS, standin_networks
 from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
 from facerefine.head_folder import write_head_folder
@@ -71,7 +72,7 @@ def main() -> None:
             write_head_folder(paths.HEADS / variant, head.model, name=variant,
                               training={**head.config["training"], "selected_cell": cell["cell"]}, data=head.config["data"])
             write_model_card(paths.HEADS / variant, params)  # after write_head_folder (it replaces the folder)
-        standins = weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"])
+        standins = standin_networks(params, REPORT_NETWORKS["select_cyclegan"])
         write_text(paths.REPORTS / "cyclegan.md", render_report(results, chosen, ssim_fail, standins,
                                                                      grid_config(params)))
         plot_curves(names, REPORT_DIR / "curves.png")

@@ -7,7 +7,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
@@ -22,6 +22,7 @@ from facerefine.tracking import stage_run
 from facerefine.train.checkpoint import run_directory
 from facerefine.train.reporting import sample_grid, write_history
 from facerefine.train.supervised import SupervisedConfig, make_accelerator, train_supervised
+from facerefine.weights.lpips import load_lpips
 
 REPORT = paths.REPORTS / "unet"
 
@@ -47,7 +48,7 @@ def main() -> None:
                 "lpips": params.scale.models.lpips}
     torch.manual_seed(params.seed)
     model = ResUNetCBAM(base_channels=scale.base_channels, depth=scale.depth)
-    lpips_net = weights.load_lpips(params.scale.models.lpips)
+    lpips_net = load_lpips(params.scale.models.lpips)
     accelerator = make_accelerator(cfg)
     run_dir = run_directory("train_unet", {"training": training, "data": data_id,
                                            "train": train_ids, "val": val_ids})

@@ -3,7 +3,7 @@
 
 import yaml
 
-from facerefine import report, weights
+from facerefine import banners, report
 from facerefine.config import parse_params
 from facerefine.train.selection import GridConfig, render_report
 
@@ -26,25 +26,25 @@ def test_a_renamed_profile_with_standins_gets_the_banner_everywhere(tmp_path):
     raw["profile"] = "my_smoke"
     params = parse_params(raw)
     assert not params.is_smoke
-    for stage, roles in weights.REPORT_NETWORKS.items():
-        found = weights.standin_networks(params, roles)
+    for stage, roles in banners.REPORT_NETWORKS.items():
+        found = banners.standin_networks(params, roles)
         assert found and all(f.endswith("(smoke)") for f in found), stage
-    banner = weights.standin_banner(weights.standin_networks(params, weights.REPORT_NETWORKS["report"]))
-    page = report.render_pipeline_report(tmp_path, profile="my_smoke", standins=weights.standin_networks(params), prompts_metrics=None)
+    banner = banners.standin_banner(banners.standin_networks(params, banners.REPORT_NETWORKS["report"]))
+    page = report.render_pipeline_report(tmp_path, profile="my_smoke", standins=banners.standin_networks(params), prompts_metrics=None)
     assert banner in page
     cycle = render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9,
-                          weights.standin_networks(params, weights.REPORT_NETWORKS["select_cyclegan"]), SWEEP)
+                          banners.standin_networks(params, banners.REPORT_NETWORKS["select_cyclegan"]), SWEEP)
     assert "> **Stand-in networks:** schnell (smoke), dev (smoke)" in cycle
 
 
 def test_real_networks_get_no_banner_and_one_random_network_does(tmp_path):
     paper = params_with("paper")
-    assert weights.standin_networks(paper) == [] and weights.standin_banner([]) == ""
+    assert banners.standin_networks(paper) == [] and banners.standin_banner([]) == ""
     assert "Stand-in" not in report.render_pipeline_report(tmp_path, profile="paper", standins=[], prompts_metrics=None)
     assert "Stand-in" not in render_report([CELL], {"esa": {**CELL, "all_failed": False}}, 0.9, [], SWEEP)
     mixed = params_with("paper", dev="random")
-    assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]
-    assert weights.standin_networks(mixed, weights.REPORT_NETWORKS["diversity"]) == []  # dev does not reach it
+    assert banners.standin_networks(mixed, banners.REPORT_NETWORKS["select_cyclegan"]) == ["dev (random)"]
+    assert banners.standin_networks(mixed, banners.REPORT_NETWORKS["diversity"]) == []  # dev does not reach it
 
 
 def test_review_banner_follows_the_networks_of_the_raw_params(tmp_path):

@@ -12,12 +12,12 @@ import torch
 import yaml
 
 from facerefine import bench
-from facerefine import flux_arch as bench_arch
 from facerefine.bench import (RunOptions, Timing, achieved_tflops, check_mode, compute_bound_images_per_second,
                               derive, derive_all, dev_key, effective_mode, images_per_second, latency_headline, overhead,
                               percentile, saving, seconds_per_image, time_callable, with_overrides)
 from facerefine.config import ParamsError, load_params, parse_params
 from facerefine.summary import latency_numbers
+from facerefine.weights import flux
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -346,8 +346,8 @@ def test_arch_mode_refuses_a_cpu_unless_forced():
 
 @pytest.mark.parametrize("role", ["dev", "schnell"])
 def test_arch_configs_have_the_published_parameter_counts(role):
-    counts = bench_arch.parameter_counts(role)  # built on the meta device: nothing allocated
-    for name, published in bench_arch.PUBLISHED_PARAMETERS.items():
+    counts = flux.parameter_counts(role)  # built on the meta device: nothing allocated
+    for name, published in flux.PUBLISHED_PARAMETERS.items():
         assert counts[name] == pytest.approx(published, rel=0.01), name
     # dev's guidance embedding is the only difference
     assert (counts["transformer"] > 11.9e9) == (role == "dev")
@@ -357,7 +357,7 @@ def test_arch_components_are_the_real_flux_classes_on_meta():
     from diffusers import AutoencoderKL, FluxTransformer2DModel
     from transformers import CLIPTextModel, T5EncoderModel
 
-    parts = bench_arch.build_components("dev", device="meta")
+    parts = flux.build_components("dev", device="meta")
     assert isinstance(parts["transformer"], FluxTransformer2DModel) and isinstance(parts["vae"], AutoencoderKL)
     assert isinstance(parts["text_encoder"], CLIPTextModel) and isinstance(parts["text_encoder_2"], T5EncoderModel)
     t = parts["transformer"].config
@@ -368,21 +368,21 @@ def test_arch_components_are_the_real_flux_classes_on_meta():
     assert all(p.device.type == "meta" for m in parts.values() for p in m.parameters())
 
 
-TINY = bench_arch.ArchConfigs(
-    transformer={**bench_arch.FLUX_TRANSFORMER, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
+TINY = flux.ArchConfigs(
+    transformer={**flux.FLUX_TRANSFORMER, "num_layers": 1, "num_single_layers": 1, "attention_head_dim": 16,
                  "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
                  "axes_dims_rope": (4, 6, 6)},
-    vae={**bench_arch.FLUX_VAE, "block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4},
-    clip={**bench_arch.CLIP_L_TEXT, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
+    vae={**flux.FLUX_VAE, "block_out_channels": (8, 8, 16, 16), "layers_per_block": 1, "norm_num_groups": 4},
+    clip={**flux.CLIP_L_TEXT, "hidden_size": 32, "intermediate_size": 37, "num_attention_heads": 4,
           "num_hidden_layers": 2, "projection_dim": 32},
-    t5={**bench_arch.T5_XXL_ENCODER, "d_model": 32, "d_kv": 8, "d_ff": 37, "num_layers": 2, "num_heads": 4},
+    t5={**flux.T5_XXL_ENCODER, "d_model": 32, "d_kv": 8, "d_ff": 37, "num_layers": 2, "num_heads": 4},
 )
 
 
 def test_the_arch_build_path_makes_a_working_bf16_pipeline():
     """What --mode arch does on a GPU (build in place in bf16), with tiny configs on the CPU."""
     before = torch.get_default_dtype()
-    pipe = bench_arch.build_pipeline("dev", device="cpu", dtype=torch.bfloat16, configs=TINY)
+    pipe = flux.build_pipeline("dev", device="cpu", dtype=torch.bfloat16, configs=TINY)
     assert torch.get_default_dtype() == before
     assert pipe.transformer.dtype == torch.bfloat16 and pipe.text_encoder_2.dtype == torch.bfloat16
     # buffers are real values, not uninitialised memory (CLIP indexes with them)

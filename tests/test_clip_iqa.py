@@ -6,8 +6,8 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from facerefine import weights
 from facerefine.metrics.clip_iqa import clip_iqa_scores
+from facerefine.weights import clip, standins
 
 
 def random_image(seed: int = 0, size: int = 64) -> Image.Image:
@@ -38,7 +38,7 @@ def clip224(tmp_path_factory):
                               CLIPTextConfig, CLIPVisionConfig)
 
     tok_dir = tmp_path_factory.mktemp("clip_tok")
-    vocab = weights._write_clip_tokenizer(tok_dir / "tok")
+    vocab = standins.write_clip_tokenizer(tok_dir / "tok")
     torch.manual_seed(0)
     text = CLIPTextConfig(vocab_size=vocab, hidden_size=32, intermediate_size=37, num_attention_heads=4,
                           num_hidden_layers=2, max_position_embeddings=77, projection_dim=PROJ,
@@ -112,7 +112,7 @@ def test_score_moves_with_blur_and_noise(clip224):
 
 
 def test_smoke_standin_scores_in_unit_interval_and_batches_agree():
-    model, processor = weights.load_clip("smoke")
+    model, processor = clip.load_clip("smoke")
     images = [smooth_image(i, 64) for i in range(5)]
     one_batch = clip_iqa_scores(images, model, processor, batch_size=8)
     small_batches = clip_iqa_scores(images, model, processor, batch_size=2)

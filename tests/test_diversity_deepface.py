@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerefine import weights
 from facerefine.analysis.attributes import AGE_BUCKETS, GENDERS, RACES, from_deepface
 from facerefine.analysis.embeddings import ARCFACE_DIM, arcface_embeddings, embed_faces, found_mask
 from facerefine.analysis.faces import extract_faces, predict_attributes, to_bgr
 from facerefine.config import ParamsError
+from facerefine.paths import facerefine_home
+from facerefine.weights import deepface as deepface_weights
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +40,8 @@ def run(tmp_path_factory):
         mp.setattr(weight_utils.gdown, "download", lambda *a, **k: downloads.append(a) or _no_network(*a))
         mp.setattr(weight_utils, "ensure_source_is_reachable", lambda *a, **k: downloads.append(a) or _no_network(*a))
         mp.setattr(socket.socket, "connect", _no_network)
-        mp.setattr(weights, "_deepface_models", {})  # load inside the guard, not from another test's cache
-        standin_root = weights.home() / "standins"
+        mp.setattr(deepface_weights, "_deepface_models", {})  # load inside the guard, not from another test's cache
+        standin_root = facerefine_home() / "standins"
         before = set(standin_root.rglob("*")) if standin_root.exists() else set()
 
         rng = np.random.default_rng(0)
@@ -76,12 +77,12 @@ def test_embeddings_are_512d_with_nan_rows_for_no_face(run):
 def test_smoke_path_never_downloads_and_writes_only_its_standin_folder(run):
     assert run["downloads"] == []
     assert list(run["fake_home"].iterdir()) == []  # no ~/.deepface, nothing else in HOME either
-    standin = weights.deepface_home("smoke")
-    assert standin.parent == weights.home() / "standins"
+    standin = deepface_weights.deepface_home("smoke")
+    assert standin.parent == facerefine_home() / "standins"
     for path in run["new_files"]:
         assert path == standin or standin in path.parents or path.name.startswith(".deepface"), path
     files = sorted(p.name for p in (standin / ".deepface" / "weights").iterdir())
-    assert files == sorted(weights.deepface_weight_file(n) for n in weights.DEEPFACE_MODELS)
+    assert files == sorted(deepface_weights.deepface_weight_file(n) for n in deepface_weights.DEEPFACE_MODELS)
     assert "DEEPFACE_HOME" not in os.environ  # set only while DeepFace resolved the files
 
 
@@ -90,7 +91,7 @@ def test_batched_path_equals_deepface_analyze_and_represent(run, monkeypatch):
     checks the pre- and post-processing the batched path repeats."""
     from deepface.modules import demography, modeling, representation
 
-    monkeypatch.setattr(modeling, "build_model", lambda task, model_name: weights.load_deepface("smoke", model_name))
+    monkeypatch.setattr(modeling, "build_model", lambda task, model_name: deepface_weights.load_deepface("smoke", model_name))
     ref = demography.analyze(to_bgr(run["images"][0]), actions=("age", "gender", "race"),
                              detector_backend="skip", silent=True)[0]  # what DeepFace.analyze runs
     ours = run["attrs"][0]
@@ -105,14 +106,14 @@ def test_batched_path_equals_deepface_analyze_and_represent(run, monkeypatch):
 
 
 def test_smoke_refuses_detectors_that_need_weights():
-    assert weights.deepface_detector("smoke", "skip") == "skip"
+    assert deepface_weights.deepface_detector("smoke", "skip") == "skip"
     with pytest.raises(ParamsError, match="retinaface"):
-        weights.deepface_detector("smoke", "retinaface")
-    assert weights.deepface_detector("pretrained", "retinaface") == "retinaface"
+        deepface_weights.deepface_detector("smoke", "retinaface")
+    assert deepface_weights.deepface_detector("pretrained", "retinaface") == "retinaface"
 
 
 def test_deepface_spec_resolution(tmp_path):
-    assert weights.deepface_home("pretrained") is None
-    assert weights.deepface_home(str(tmp_path)) == tmp_path.resolve()
+    assert deepface_weights.deepface_home("pretrained") is None
+    assert deepface_weights.deepface_home(str(tmp_path)) == tmp_path.resolve()
     with pytest.raises(FileNotFoundError, match="models.deepface"):
-        weights.deepface_home(str(tmp_path / "missing"))
+        deepface_weights.deepface_home(str(tmp_path / "missing"))

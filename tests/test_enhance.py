@@ -11,7 +11,7 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
-from facerefine import cli, enhance
+from facerefine import cli, enhance, precision
 from facerefine.enhance import (Enhancer, Inputs, Padding, blend_window, crop, find_images, pad, padding_for,
                                 plan_jobs, plan_tiles, supported_size)
 from facerefine.head_folder import write_head_folder
@@ -295,7 +295,7 @@ def test_find_images_reports_missing_input(tmp_path: Path) -> None:
 
 
 def test_cli_choices_match_the_module() -> None:
-    assert set(cli.DTYPES) == set(enhance.DTYPES) and set(cli.FORMATS) == set(enhance.FORMAT_CHOICES)
+    assert cli.DTYPES is precision.DTYPES and set(cli.FORMATS) == set(enhance.FORMAT_CHOICES)
 
 
 # ---------------------------------------------------------------------- generate

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facerefine import evaluation_inputs, weights
+from facerefine import evaluation_inputs
 from facerefine.config import parse_params
+from facerefine.weights import lora
 
 REPO = Path(__file__).resolve().parents[1]
 LORA_FILES = ("v1.safetensors", "v2.safetensors")
@@ -25,7 +26,7 @@ def evaluate():
 @pytest.fixture(scope="module")
 def lora_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lora")
-    weights._build_lora_standin(folder, files=LORA_FILES)
+    lora._build_lora_standin(folder, files=LORA_FILES)
     return folder
 
 

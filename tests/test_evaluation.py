@@ -5,10 +5,12 @@ import pytest
 import torch
 from PIL import Image
 
-from facerefine import weights
+from facerefine import banners
+from facerefine.config import NETWORK_ROLES
 from facerefine.evaluation import EvalSet, evaluate_sets, render_table
 from facerefine.metrics import fidelity
 from facerefine.metrics.identity import cosine_rows, identity_summary
+from facerefine.weights import inception
 
 
 def images(n, shift=0, seed=0, size=32):
@@ -19,7 +21,7 @@ def images(n, shift=0, seed=0, size=32):
 
 @pytest.fixture(scope="module")
 def extractor():
-    return fidelity.inception_extractor(weights.inception_weights_path("smoke"))
+    return fidelity.inception_extractor(inception.inception_weights_path("smoke"))
 
 
 def test_fid_is_zero_against_itself_and_grows_with_perturbation(extractor):
@@ -114,12 +116,12 @@ def test_standin_banner_comes_from_the_networks_not_the_profile_name():
     raw["profile"] = "paper"
     raw["profiles"]["paper"]["models"]["clip_iqa"] = "random"  # one stand-in in a real profile
     params = parse_params(raw)
-    found = weights.standin_networks(params, weights.REPORT_NETWORKS["evaluate"])
+    found = banners.standin_networks(params, banners.REPORT_NETWORKS["evaluate"])
     assert found == ["clip_iqa (random)"]
     assert "clip_iqa (random)" in render_table(fake_rows(), standins=found).split("\n## ")[0]
     # a network that does not reach a report leaves it alone
-    assert weights.standin_networks(params, weights.REPORT_NETWORKS["diversity"]) == []
+    assert banners.standin_networks(params, banners.REPORT_NETWORKS["diversity"]) == []
     raw["profiles"]["paper"]["models"]["clip_iqa"] = "pretrained"
-    assert weights.standin_networks(parse_params(raw)) == []
+    assert banners.standin_networks(parse_params(raw)) == []
     smoke = parse_params({**raw, "profile": "smoke"})
-    assert len(weights.standin_networks(smoke)) == len(weights.NETWORK_ROLES)
+    assert len(banners.standin_networks(smoke)) == len(NETWORK_ROLES)

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-from facerefine import weights
 from facerefine.analysis.embeddings import arcface_embeddings
 from facerefine.data import shards
 from facerefine.data.datasets import to_tensor
@@ -19,6 +18,7 @@ from facerefine.evaluation import (EvalSet, Extractors, evaluate_sets, evaluate_
 from facerefine.metrics import fidelity
 from facerefine.metrics.identity import identity_summary
 from facerefine.metrics.image import psnr, ssim
+from facerefine.weights import inception
 
 SCHNELL, DEV = "schnell", "dev"
 COMPARED = ("fid_schnell", "fid_dev", "fid_diff", "kid_schnell_mean", "kid_schnell_std", "kid_dev_mean",
@@ -126,7 +126,7 @@ def test_real_inception_and_arcface_stream_like_the_oracle(data):
     does not depend on its batch: streamed FID/KID/identity equal the whole-set calls."""
     schnell, dev = data[0][:6], data[1][:6]  # six subjects: a full-size Inception costs seconds per image
     sets = [EvalSet(s.name, s.images[:6]) for s in data[2][:3]]
-    extractor = fidelity.inception_extractor(weights.inception_weights_path("smoke"))
+    extractor = fidelity.inception_extractor(inception.inception_weights_path("smoke"))
 
     def features(ims):
         return fidelity.inception_features(ims, extractor, batch_size=32)

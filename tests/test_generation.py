@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import yaml
 
-from facerefine import weights
 from facerefine.config import parse_params
 from facerefine.data import shards
 from facerefine.generation import runner
 from facerefine.generation.flux import DevImageToImage, SchnellTextToImage
 from facerefine.prompts import MANIFEST_COLUMNS, enriched_manifest
 from facerefine.names import Person
+from facerefine.paths import facerefine_home
+from facerefine.weights import flux
 
 SIZE = 32
 
@@ -34,7 +35,7 @@ def manifest(params):
 
 @pytest.fixture(scope="module")
 def schnell(params):
-    return SchnellTextToImage(weights.load_flux("smoke", "schnell"), params.schnell, SIZE)
+    return SchnellTextToImage(flux.load_flux("smoke", "schnell"), params.schnell, SIZE)
 
 
 def run(manifest, out, generate, batch_size=2, shard_size=4, **kw):
@@ -54,8 +55,8 @@ def test_standins_are_real_flux_components_loaded_from_a_local_dir():
     from transformers import CLIPTextModel, T5EncoderModel
 
     for role, guidance in (("schnell", False), ("dev", True)):
-        location = Path(weights.flux_location("smoke", role))
-        assert location.is_relative_to(weights.home()) and (location / "model_index.json").is_file()
+        location = Path(flux.flux_location("smoke", role))
+        assert location.is_relative_to(facerefine_home()) and (location / "model_index.json").is_file()
         pipe = FluxPipeline.from_pretrained(location, local_files_only=True)
         assert isinstance(pipe.transformer, FluxTransformer2DModel)
         assert isinstance(pipe.vae, AutoencoderKL) and pipe.vae.config.latent_channels == 16
@@ -114,7 +115,7 @@ def test_changed_job_regenerates_and_shrunk_plan_drops_stale_shards(tmp_path, ma
 def test_dev_img2img_pairs_with_schnell_by_key(tmp_path, params, manifest, schnell):
     manifest = manifest.iloc[:6]  # 35 img2img steps per image: keep it small
     run(manifest, tmp_path / "schnell", schnell)
-    dev = DevImageToImage(weights.load_flux("smoke", "dev", img2img=True), params.dev, SIZE, tmp_path / "schnell")
+    dev = DevImageToImage(flux.load_flux("smoke", "dev", img2img=True), params.dev, SIZE, tmp_path / "schnell")
     run(manifest, tmp_path / "dev", dev)
     for path in shards.list_shards(tmp_path / "schnell"):
         src = list(shards.iter_shard(path))

@@ -118,3 +118,21 @@ def test_ssim_is_one_for_identical_images_and_drops_with_noise(images) -> None:
     noisy = y + 0.3 * torch.randn(y.shape, generator=torch.Generator().manual_seed(1))
     assert ssim(noisy, y).item() < 0.9
     assert ssim(noisy, y, reduction="none").shape == (2,)
+
+
+def test_load_lpips_gives_a_frozen_net_with_the_spec_backbone(tmp_path) -> None:
+    """The stand-in's AlexNet weights reach LPIPS's slices, and the net is frozen for the loss."""
+    import torchvision
+    from safetensors.torch import save_file
+
+    from facerefine.weights.lpips import load_lpips
+
+    torch.manual_seed(3)
+    features = torchvision.models.alexnet(weights=None).features.state_dict()
+    save_file({k: v.contiguous() for k, v in features.items()}, str(tmp_path / "alex.safetensors"))
+    net = load_lpips(str(tmp_path / "alex.safetensors"))
+    assert not net.training and not any(p.requires_grad for p in net.parameters())
+    assert torch.equal(getattr(net.net.slice1, "0").weight, features["0.weight"])  # children keep AlexNet's indices
+    assert torch.equal(getattr(net.net.slice5, "10").weight, features["10.weight"])
+    x = torch.zeros(1, 3, 32, 32)
+    assert lpips_loss(net, x, x).item() == pytest.approx(0.0, abs=1e-7)

@@ -6,11 +6,9 @@ import pytest
 import torch
 import yaml
 
-from facerefine import flux_arch as bench_arch
-from facerefine import weights
 from facerefine.config import ParamsError, RandomDepth, parse_params
-from facerefine.distributed import Topology
-from facerefine.generation.stage import effective_dtype
+from facerefine.precision import effective_dtype
+from facerefine.weights import flux, lora
 
 BASE = yaml.safe_load(open("params.yaml", encoding="utf-8"))
 
@@ -32,7 +30,7 @@ def test_rehearsal_profile_is_paper_sized_with_random_networks():
     from facerefine.config import NETWORK_ROLES
 
     assert {getattr(scale.models, role) for role in NETWORK_ROLES} == {"random"}
-    assert scale.models.lora_weight_name in weights.LORA_STANDIN_FILES  # one of the stand-in LoRA's two files
+    assert scale.models.lora_weight_name in lora.LORA_STANDIN_FILES  # one of the stand-in LoRA's two files
 
 
 def test_step_cap_applies_to_what_runs_not_to_the_science_knobs():
@@ -56,32 +54,32 @@ def test_bad_rehearsal_knobs_name_their_key(key, value, message):
 
 
 def test_random_arch_keeps_published_widths_and_cuts_only_depth():
-    published = bench_arch.ArchConfigs()
-    assert weights.random_arch(RandomDepth()) == published
-    cut = weights.random_arch(RandomDepth(flux_double_blocks=1, flux_single_blocks=2, t5_layers=3))
+    published = flux.ArchConfigs()
+    assert flux.random_arch(RandomDepth()) == published
+    cut = flux.random_arch(RandomDepth(flux_double_blocks=1, flux_single_blocks=2, t5_layers=3))
     assert (cut.transformer["num_layers"], cut.transformer["num_single_layers"]) == (1, 2)
     assert cut.t5["num_layers"] == 3 and cut.clip == published.clip and cut.vae == published.vae
     for key in ("num_attention_heads", "attention_head_dim", "joint_attention_dim", "in_channels"):
         assert cut.transformer[key] == published.transformer[key]
     assert cut.t5["d_model"] == 4096 and cut.t5["d_ff"] == 10240
     # What the rehearsal builds: one double + one single block at full width, counted on meta.
-    counts = bench_arch.parameter_counts("dev", cut)
-    full = bench_arch.parameter_counts("dev")
+    counts = flux.parameter_counts("dev", cut)
+    full = flux.parameter_counts("dev")
     assert counts["vae"] == full["vae"] and counts["text_encoder"] == full["text_encoder"]
     assert 0.02 * full["transformer"] < counts["transformer"] < 0.1 * full["transformer"]
 
 
 def test_depth_tags_name_distinct_folders():
-    assert weights.depth_tag(RandomDepth()) == "full"
-    assert weights.depth_tag(RandomDepth(flux_double_blocks=1, flux_single_blocks=1, t5_layers=2)) == "d1-s1-t2"
-    assert weights.depth_tag(RandomDepth(clip_layers=4)) == "c4"
+    assert flux.depth_tag(RandomDepth()) == "full"
+    assert flux.depth_tag(RandomDepth(flux_double_blocks=1, flux_single_blocks=1, t5_layers=2)) == "d1-s1-t2"
+    assert flux.depth_tag(RandomDepth(clip_layers=4)) == "c4"
 
 
 def test_random_depth_enters_the_generation_fingerprint_only_for_random_weights():
     params = params_for("rehearsal")
-    assert weights.random_fingerprint("random", params.scale) == {
+    assert flux.random_fingerprint("random", params.scale) == {
         "random_depth": params.scale.random_depth.model_dump()}
-    assert weights.random_fingerprint("smoke", params.scale) == {}
+    assert flux.random_fingerprint("smoke", params.scale) == {}
 
 
 class FakePipe:
@@ -108,27 +106,27 @@ class FakePipe:
 ])
 def test_offload_places_the_pipeline_as_asked(device, offload, expected):
     pipe = FakePipe()
-    assert weights.place_pipeline(pipe, device, offload) is pipe
+    assert flux.place_pipeline(pipe, device, offload) is pipe
     assert pipe.calls == [expected]
 
 
 def test_offload_rejects_unknown_modes():
     with pytest.raises(ValueError, match="offload must be none, model or sequential"):
-        weights.place_pipeline(FakePipe(), "cuda", "disk")
+        flux.place_pipeline(FakePipe(), "cuda", "disk")
 
 
 @pytest.mark.parametrize("size,tiled", [(512, False), (1024, False), (1040, True)])
 def test_vae_tiles_only_above_1024(size, tiled):
-    pipe = weights.load_flux("smoke", "schnell", image_size=size)
+    pipe = flux.load_flux("smoke", "schnell", image_size=size)
     assert pipe.vae.use_tiling is tiled
 
 
 def test_cpu_keeps_bfloat16_and_refuses_float16():
-    cpu = Topology(0, 1, torch.device("cpu"))
+    cpu = torch.device("cpu")
     assert effective_dtype("bfloat16", cpu) == "bfloat16"
     with pytest.warns(UserWarning, match="float16"):
         assert effective_dtype("float16", cpu) == "float32"
-    assert effective_dtype("float16", Topology(0, 1, torch.device("cuda"))) == "float16"
+    assert effective_dtype("float16", torch.device("cuda")) == "float16"
 
 
 def test_generate_honours_the_profile_offload_and_an_explicit_one(tmp_path):

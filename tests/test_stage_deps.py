@@ -2,8 +2,8 @@
 
 For every stage of dvc.yaml (foreach/matrix stages expanded and ``${...}`` resolved by
 DVC itself), the script named in its ``cmd`` is parsed and the ``facerefine`` import
-graph is walked statically with ``ast``: imports inside functions count (weights.py
-builds FLUX lazily through flux_arch.py), ``from facerefine.x import y`` counts ``y``
+graph is walked statically with ``ast``: imports inside functions count (weights/lora.py
+loads FLUX lazily), ``from facerefine.x import y`` counts ``y``
 when it is a submodule, and importing ``a.b.c`` runs ``a/__init__.py`` and
 ``a/b/__init__.py`` too. A static walk over-approximates (a lazy import counts even if
 this stage never calls that function): an extra re-run is cheap, a stale number that
@@ -41,8 +41,8 @@ PLUMBING = {
 #   order, parquet options and metadata); changing write_parquet changes data/prompts.
 # - config.py: pydantic defaults and derived values (names_file, capped max_steps) reach
 #   outputs without appearing in params.yaml.
-# - hashing.py (seeds and ids), viz.py (pngs), heads.py (saved heads), weights.py (which
-#   weights and stand-ins a stage runs).
+# - hashing.py (seeds and ids), viz.py (pngs), heads.py (saved heads), weights/ (which
+#   weights and stand-ins a stage runs), banners.py (the reports' stand-in banner).
 
 
 def module_file(name: str) -> Path | None:
@@ -196,6 +196,40 @@ def test_every_loaded_module_is_a_dep():
     pairs = sum(len(missing) for missing in problems.values())
     assert not problems, (f"{pairs} (stage, module) pairs not covered by the stage's deps in dvc.yaml "
                           f"(add the file or a folder above it):\n{report}")
+
+
+def unused_source_deps(cmd: str, deps: list[Path]) -> list[str]:
+    """Deps under src/facerefine that cover no module the stage loads: a change there re-runs
+    the stage for nothing (the converse of :func:`uncovered_modules`)."""
+    loaded = [module_file(name).relative_to(REPO) for name in loaded_modules(REPO / script_of(cmd))]
+    source = [dep for dep in deps if Path("src") / PACKAGE in (dep, *dep.parents)]
+    return [str(dep) for dep in source if not covered_any(dep, loaded)]
+
+
+def covered_any(dep: Path, files: list[Path]) -> bool:
+    return any(covered(f, [dep]) for f in files)
+
+
+def test_no_source_dep_is_unused():
+    stages = pipeline_stages()
+    problems = {name: unused_source_deps(cmd, deps) for name, (cmd, deps) in stages.items()}
+    problems = {name: unused for name, unused in problems.items() if unused}
+    assert not problems, f"deps no module of the stage's script loads (drop them from dvc.yaml): {problems}"
+
+
+def test_weights_families_and_banners_reach_only_their_stages():
+    """Generation loads FLUX only: rewording a banner or touching DeepFace/LPIPS/CLIP code does
+    not make its (expensive) outputs stale."""
+    stages = pipeline_stages()
+    for name in ("generate_schnell", "refine_dev"):
+        _, deps = stages[name]
+        for path in ("banners.py", "weights/deepface.py", "weights/lpips.py", "weights/clip.py",
+                     "weights/inception.py", "weights/lora.py"):
+            assert not covered(Path("src/facerefine") / path, deps), f"{name} depends on {path}"
+        assert covered(Path("src/facerefine/weights/flux.py"), deps)
+    _, report_deps = stages["report"]
+    assert not any(covered(Path("src/facerefine/weights") / f, report_deps)
+                   for f in ("flux.py", "standins.py", "hf.py"))
 
 
 def test_plumbing_modules_exist():

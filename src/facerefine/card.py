@@ -40,7 +40,7 @@ DEV_LICENSE = "https://huggingface.co/black-forest-labs/FLUX.1-dev/blob/main/LIC
 IMDB_TERMS = "https://developer.imdb.com/non-commercial-datasets/"
 PAPER = "https://arxiv.org/abs/2505.02255"
 # The networks whose stand-ins make a head meaningless: it is trained on schnell and dev images.
-# The published card also carries metrics, which every network feeds (weights.NETWORK_ROLES).
+# The published card also carries metrics, which every network feeds (config.NETWORK_ROLES).
 HEAD_NETWORKS = ("schnell", "dev")
 KIND_LABELS = {"resunet_cbam": "ResUNet-CBAM (pairwise, paper §4.1)",
                "resnet_generator": "CycleGAN ResNet generator (non-pairwise, paper §4.2)"}
@@ -136,7 +136,7 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
                 quality: Mapping[str, Any] | None = None, latency: Mapping[str, Any] | None = None,
                 samples: str | None = None) -> str:
     """The model card of the head in ``head_dir``; ``standins``: the random stand-in networks
-    behind it (``weights.standin_networks``, the one banner rule; non-empty: a banner);
+    behind it (``banners.standin_networks``, the one banner rule; non-empty: a banner);
     ``quality``/``latency`` are its rows from :func:`quality_row`/:func:`latency_row` (None: not
     measured yet); ``samples`` an image path relative to the card."""
     from facerefine.heads import read_head_folder
@@ -256,9 +256,9 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
 
 def standins_of(params: Any, roles: tuple[str, ...] = HEAD_NETWORKS) -> list[str]:
     """The stand-in networks among ``roles`` in the active profile (the report banners' rule)."""
-    from facerefine import weights
+    from facerefine.banners import standin_networks
 
-    return weights.standin_networks(params, roles)
+    return standin_networks(params, roles)
 
 
 def write_model_card(head_dir: str | Path, params: Any = None, *, profile: str | None = None,

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from facerefine.precision import DTYPES  # torch-free, so `facerefine --help` stays light
+
 if TYPE_CHECKING:
     from facerefine.enhance import Enhancer
 
-# Literal copies of facerefine.enhance's choices, so that `facerefine --help` does not import torch.
-DTYPES = ("bfloat16", "float16", "float32")
+# A literal copy of facerefine.enhance's choices, so that `facerefine --help` does not import torch.
 FORMATS = ("jpeg", "png", "webp")
 
 
@@ -26,10 +27,10 @@ def main() -> None:
 @main.command()
 def standins() -> None:
     """Build the smoke profile's random stand-in networks (project-local, offline)."""
-    from facerefine import weights
+    from facerefine.weights.flux import flux_location
 
     for role in ("schnell", "dev"):
-        click.echo(f"flux-{role}: {weights.flux_location('smoke', role)}")
+        click.echo(f"flux-{role}: {flux_location('smoke', role)}")
 
 
 def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1, tile: int | None = None,
@@ -76,7 +77,7 @@ def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 
 
 _device = click.option("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
 _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", show_default=True,
-                      help="bfloat16/float16 run as autocast on GPU only")
+                      help="bfloat16/float16 run as autocast (float16 on GPU only)")
 
 
 @main.command()
@@ -153,8 +154,8 @@ def enhance(input_spec: str, output: str, head: str, backend: str, image_format:
 @click.option("--keep-raw", is_flag=True, help="also save the schnell image as <output>_raw.<ext>")
 @_device
 @click.option("--dtype", type=click.Choice(DTYPES), default=None,
-              help="FLUX dtype (default: the profile's, else bfloat16 on GPU / float32 on CPU); "
-                   "the head runs float32 on CPU")
+              help="FLUX dtype (default: the profile's, else bfloat16 on GPU / float32 on CPU), also the "
+                   "head's autocast; float16 runs float32 on a CPU")
 @click.option("--offload", type=click.Choice(("none", "model", "sequential")), default=None,
               help="GPU memory: offload FLUX to the CPU per component (model) or per layer (sequential); "
                    "default: the profile's offload, else none. See README, 'GPU memory'")

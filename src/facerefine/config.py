@@ -19,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facerefine.models import rules  # torch-free: the heads' size rules and ESA placements
+from facerefine.precision import Dtype
 
 SMOKE = "smoke"    # model spec: the project-local tiny random stand-in
 RANDOM = "random"  # model spec: the published architecture at full width, random weights (rehearsal)
@@ -40,7 +41,7 @@ STANDIN_SPECS = frozenset({SMOKE, RANDOM})  # model specs that build random stan
 def standin_specs(models: Mapping[str, object], roles: Sequence[str] = NETWORK_ROLES) -> list[str]:
     """``role (spec)`` for each network among ``roles`` whose spec is a random stand-in
     (``smoke`` or ``random``). Takes the raw ``models`` mapping so that `facerefine review`
-    can decide without validating params; ``weights.standin_networks`` is the stages' entry."""
+    can decide without validating params; ``banners.standin_networks`` is the stages' entry."""
     unknown = set(roles) - set(NETWORK_ROLES)
     if unknown:
         raise ValueError(f"unknown network roles {sorted(unknown)} (known: {', '.join(NETWORK_ROLES)})")
@@ -104,7 +105,7 @@ class DevParams(_Strict):
 
 
 class ModelIds(_Strict):
-    """Where each pretrained network comes from (resolved in ``weights.py``):
+    """Where each pretrained network comes from (resolved in ``facerefine.weights``):
     a hub id, a local path, ``pretrained`` (the library's own weights),
     ``smoke`` for the tiny random stand-in, or ``random`` for the published
     architecture at full width with random weights (the rehearsal; depth from
@@ -198,7 +199,7 @@ class Profile(_Strict):
     image_size: PositiveInt
     shard_size: PositiveInt
     batch_size: PositiveInt
-    dtype: Literal["float32", "bfloat16", "float16"]
+    dtype: Dtype
     face_detector: str = Field(min_length=1)  # DeepFace detector_backend; "skip" needs no weights
     # GPU memory: diffusers' enable_model_cpu_offload ("model") or enable_sequential_cpu_offload
     # ("sequential") for FLUX; see README, "GPU memory". Ignored on a CPU.
@@ -356,7 +357,7 @@ class Params(_Strict):
 
     @property
     def is_smoke(self) -> bool:
-        """The profile's *name* is smoke. Banners do not use this: weights.standin_networks."""
+        """The profile's *name* is smoke. Banners do not use this: banners.standin_networks."""
         return self.profile == SMOKE
 
 

@@ -27,7 +27,6 @@ import contextlib
 import glob
 import math
 import os
-import warnings
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -43,14 +42,13 @@ from torch.utils.data import DataLoader, Dataset
 from facerefine.data.datasets import to_tensor
 from facerefine.heads import HeadFolder
 from facerefine.io import temp_name
+from facerefine.precision import effective_dtype, torch_dtype
 
 # Extension -> Pillow format of what we read from folders and globs and can write.
 EXTENSION_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 # --format choice -> (Pillow format, extension of new outputs).
 FORMAT_CHOICES: dict[str, tuple[str, str]] = {"png": ("PNG", ".png"), "jpeg": ("JPEG", ".jpg"),
                                               "webp": ("WEBP", ".webp")}
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16,
-                                  "float16": torch.float16}
 _GLOB_MAGIC = ("*", "?", "[")
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _ICC_MODES = ("RGB", "RGBA", "L", "LA", "P")
@@ -368,16 +366,10 @@ def default_device() -> str:
 
 
 def autocast_dtype(device: torch.device, dtype: str) -> torch.dtype | None:
-    """Reduced precision only as autocast on a GPU; on CPU it stays float32 (with a warning),
-    because CPU bf16 convs are slower than float32 on most machines."""
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
-    if dtype == "float32":
-        return None
-    if device.type != "cuda":
-        warnings.warn(f"--dtype {dtype} is used on GPU only; running float32 on {device}", stacklevel=2)
-        return None
-    return DTYPES[dtype]
+    """Reduced precision as autocast (None: float32), by the one CPU rule of
+    :func:`facerefine.precision.effective_dtype`."""
+    dtype = effective_dtype(dtype, device)
+    return None if dtype == "float32" else torch_dtype(dtype)
 
 
 class Enhancer:

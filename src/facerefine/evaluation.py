@@ -313,8 +313,8 @@ PAPER_ROW_NOTE = (
 
 def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
     """Table 4 in the paper's layout with the paper's values alongside, then the extra metrics.
-    ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
-    from facerefine.weights import standin_banner
+    ``standins`` (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.banners import standin_banner
 
     lines = ["# Quality evaluation (paper §5.4, Table 4)", ""]
     if standins:

@@ -12,13 +12,15 @@ from typing import Any
 
 import pandas as pd
 
-from facerefine import paths, weights
+from facerefine import paths
 from facerefine.config import Params
 from facerefine.distributed import topology
 from facerefine.generation import runner
 from facerefine.generation.flux import SchnellTextToImage
-from facerefine.generation.stage import effective_dtype
 from facerefine.metrics.clip_iqa import prompt_pairs
+from facerefine.precision import effective_dtype
+from facerefine.weights.flux import load_flux_for
+from facerefine.weights.lora import load_lora, lora_weight_file
 
 HEAD_ROWS = ("unet", "cyclegan", "esa")  # Table 4's head rows, in its order
 
@@ -30,8 +32,8 @@ def lora_weight_key(params: Params) -> str:
 def load_params_lora(pipe: Any, params: Params) -> str:
     """The realism LoRA of the params into ``pipe``, the file the params name (never a guess)."""
     models = params.scale.models
-    return weights.load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
-                             key=lora_weight_key(params))
+    return load_lora(pipe, models.lora, models.lora_weight_name, params.scale.random_depth,
+                     key=lora_weight_key(params))
 
 
 def selected_heads(params: Params, heads_dir: Path | None = None) -> list[str]:
@@ -51,8 +53,8 @@ def preflight(params: Params) -> list[str]:
     """Everything that can fail on params or files, checked before any image is generated:
     the LoRA file, the heads, the CLIP-IQA prompts. Returns the heads to evaluate."""
     models = params.scale.models
-    weights.lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
-                             key=lora_weight_key(params))
+    lora_weight_file(models.lora, models.lora_weight_name, params.scale.random_depth,
+                     key=lora_weight_key(params))
     prompt_pairs(params.evaluate.clip_iqa_prompts)
     return selected_heads(params)
 
@@ -63,7 +65,7 @@ def lora_shards(params: Params, test: pd.DataFrame, device: Any, out_dir: Path) 
     and the LoRA images are read back batch by batch like every other row."""
     scale = params.scale
     # the dtype generate_schnell used, so the LoRA row differs from the schnell row by the LoRA only
-    pipe = weights.load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology()), device=device)
+    pipe = load_flux_for(scale, "schnell", dtype=effective_dtype(scale.dtype, topology().device), device=device)
     load_params_lora(pipe, params)
     generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
     runner.generate_shards(runner.plan_shards(test, scale.shard_size), out_dir, generate,

@@ -80,12 +80,13 @@ def generate(prompt: str, settings: GenerateSettings, *, seed: int = 0, device: 
     ``seed``, so a prompt and seed give the same image as the generate_schnell
     stage.
     """
-    from facerefine import weights
     from facerefine.config import SchnellParams
     from facerefine.generation.flux import SchnellTextToImage
+    from facerefine.precision import effective_dtype
+    from facerefine.weights.flux import load_flux
 
-    pipe = weights.load_flux(settings.model, "schnell", dtype=settings.dtype, device=device,
-                             depth=settings.random_depth, offload=settings.offload, image_size=settings.size)
+    pipe = load_flux(settings.model, "schnell", dtype=effective_dtype(settings.dtype, device), device=device,
+                     depth=settings.random_depth, offload=settings.offload, image_size=settings.size)
     sampling = SchnellParams(steps=settings.steps, guidance=settings.guidance,
                              max_sequence_length=settings.max_sequence_length)
     raw = SchnellTextToImage(pipe, sampling, settings.size)([{"prompt": prompt, "seed": seed}], 0)[0]

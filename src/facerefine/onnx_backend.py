@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from facerefine.enhance import Enhancer, padding_for, supported_size
+from facerefine.paths import facerefine_home
 
 OPSET = 18
 INPUT, OUTPUT = "image", "refined"
@@ -46,11 +47,9 @@ def default_backend(head: str | Path, device: str | None = None, dtype: str = "f
 
 
 def export_cache() -> Path:
-    """``$FACEREFINE_HOME/onnx`` when set, else the user's cache (``~/.cache/facerefine/onnx``), so
-    that ``facerefine enhance`` run from any folder leaves nothing behind there."""
-    if os.environ.get("FACEREFINE_HOME"):
-        return Path(os.environ["FACEREFINE_HOME"]) / "onnx"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "facerefine" / "onnx"
+    """``$FACEREFINE_HOME/onnx`` (``paths.facerefine_home``: default ``./.facerefine``, never a
+    user-global cache)."""
+    return facerefine_home() / "onnx"
 
 
 def cached_export(head: str | Path) -> Path:

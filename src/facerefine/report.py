@@ -48,8 +48,8 @@ def _demote(markdown: str) -> str:
 
 def render_pipeline_report(reports_dir: Path = paths.REPORTS, *, profile: str, standins: Sequence[str],
            prompts_metrics: dict | None) -> str:
-    """``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
-    from facerefine.weights import standin_banner
+    """``standins`` (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.banners import standin_banner
 
     out = ["# facerefine report", ""]
     if standins:

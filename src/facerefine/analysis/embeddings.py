@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from facerefine import weights
+from facerefine.weights.deepface import load_deepface
 from facerefine.analysis.faces import Face, extract_faces, face_batch
 
 ARCFACE_DIM = 512
@@ -33,7 +33,7 @@ def embed_faces(faces: Sequence[Face | None], spec: str) -> np.ndarray:
         return out
     batch = preprocessing.normalize_input(img=face_batch([faces[i] for i in present], ARCFACE_INPUT),
                                           normalization="base")
-    vectors = weights.load_deepface(spec, "ArcFace").predict(batch)
+    vectors = load_deepface(spec, "ArcFace").predict(batch)
     out[present] = np.asarray(vectors, dtype=np.float32).reshape(len(present), ARCFACE_DIM)
     return out
 

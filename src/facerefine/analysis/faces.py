@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from facerefine import weights
+from facerefine.weights.deepface import deepface_detector, deepface_environment, load_deepface
 
 ATTRIBUTE_INPUT = (224, 224)  # what demography.analyze resizes faces to
 
@@ -59,8 +59,8 @@ def extract_faces(images: Sequence[Image.Image], detector: str, spec: str) -> li
     """:func:`extract_face` for each image. The detector is checked against the spec first
     (the smoke stand-ins cover no detector weights), and a detector DeepFace builds on first
     use gets its weights from where the spec says."""
-    detector = weights.deepface_detector(spec, detector)
-    with weights.deepface_environment(spec):
+    detector = deepface_detector(spec, detector)
+    with deepface_environment(spec):
         return [extract_face(image, detector) for image in images]
 
 
@@ -82,9 +82,9 @@ def predict_attributes(faces: Sequence[Face], spec: str) -> list[dict]:
         return []
     batch = face_batch(faces, ATTRIBUTE_INPUT)
     # predict() squeezes a batch of one to a single prediction; atleast_* undoes that.
-    ages = np.atleast_1d(weights.load_deepface(spec, "Age").predict(batch))
-    genders = np.atleast_2d(weights.load_deepface(spec, "Gender").predict(batch))
-    races = np.atleast_2d(weights.load_deepface(spec, "Race").predict(batch))
+    ages = np.atleast_1d(load_deepface(spec, "Age").predict(batch))
+    genders = np.atleast_2d(load_deepface(spec, "Gender").predict(batch))
+    races = np.atleast_2d(load_deepface(spec, "Race").predict(batch))
     results = []
     for age, gender, race in zip(ages, genders, races):
         race = race / race.sum()

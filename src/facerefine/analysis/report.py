@@ -43,8 +43,8 @@ def _index(value: float | None) -> str:
 def render_diversity_report(summary: Mapping[str, Mapping], *, profile: str, standins: Sequence[str], deepface_spec: str,
            detector: str, perplexity: Perplexity, figure: str, sample: TsneSample | None = None) -> str:
     """The report: Table 1 (this run next to the paper's rows), counts, diversity index, t-SNE.
-    ``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
-    from facerefine.weights import standin_banner
+    ``standins`` (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.banners import standin_banner
 
     lines = ["# Diversity of the schnell image sets (paper §3.2, Table 1 and Fig. 3)", ""]
     if standins:

@@ -12,11 +12,11 @@ One module per concern:
 * ``workloads``: the timed calls and :func:`run_benchmark`, which returns one JSON-ready dict;
 * ``outputs``: ``metrics/latency.json`` (headline), ``reports/latency.json`` (full table),
   ``reports/latency.md`` (with the paper's figures alongside) and ``reports/latency.png``;
-* arch mode builds its networks with :mod:`facerefine.flux_arch` (published configs, random weights).
+* arch mode builds its networks with :mod:`facerefine.weights.flux` (published configs, random weights).
 
 Three modes say where the networks come from (the report states which one ran):
 
-* ``smoke``: the project's tiny random stand-ins (``weights.py``). Runs anywhere; the
+* ``smoke``: the project's tiny random stand-ins (:mod:`facerefine.weights`). Runs anywhere; the
   numbers mean nothing about real latency.
 * ``weights``: the real checkpoints of the active profile (``profiles.<p>.models``).
 * ``arch``: full-size FLUX.1 networks with random weights from the published configs,

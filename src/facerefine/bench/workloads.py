@@ -160,15 +160,15 @@ class Bench:
 
 def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dtype: str):
     """FLUX text-to-image pipeline for ``role`` as the mode says (stand-in, real weights, or arch)."""
-    from facerefine import weights
+    from facerefine.weights import flux
 
     if mode == "arch":
-        from facerefine.flux_arch import build_pipeline
+        from facerefine.precision import torch_dtype
 
-        return build_pipeline(role, device=device, dtype=weights.torch_dtype(dtype))
+        return flux.build_pipeline(role, device=device, dtype=torch_dtype(dtype))
     if mode == "smoke":
-        return weights.load_flux(SMOKE, role, dtype=dtype, device=device)
-    return weights.load_flux_for(params.scale, role, dtype=dtype, device=device)
+        return flux.load_flux(SMOKE, role, dtype=dtype, device=device)
+    return flux.load_flux_for(params.scale, role, dtype=dtype, device=device)
 
 
 def text_to_image(pipe, *, prompt: str, size: int, steps: int, guidance: float,

@@ -1,9 +1,9 @@
-"""What both generation stages share: device/dtype choice, job running, metrics."""
+"""What both generation stages share: job running and metrics (the dtype rule is
+``precision.effective_dtype``)."""
 
 from __future__ import annotations
 
 import logging
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,16 +15,6 @@ from facerefine.hashing import fingerprint
 from facerefine.prompts import MANIFEST_COLUMNS
 
 log = logging.getLogger(__name__)
-
-
-def effective_dtype(requested: str, topo: Topology) -> str:
-    """float16 only on an accelerator (CPU kernels for it are slow or missing); bfloat16 runs
-    on a CPU as asked: about twice float32's speed where the CPU has bf16 units (AMX,
-    AVX512-BF16), slower where it has none."""
-    if topo.device.type == "cpu" and requested == "float16":
-        warnings.warn("dtype float16 requested but running on CPU: using float32", stacklevel=2)
-        return "float32"
-    return requested
 
 
 def run_set(

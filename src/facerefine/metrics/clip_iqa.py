@@ -4,7 +4,7 @@ The score of an image for an antonym prompt pair ("Good photo.", "Bad photo.") i
 softmax, over the pair, of the cosine similarities between the image's CLIP embedding and
 each prompt's, times a fixed temperature (logit scale 100). Prompt pairs and temperature are
 torchmetrics' (``clip_image_quality_assessment``), so numbers match its definition; the CLIP
-network comes from ``weights.py`` (``openai/clip-vit-base-patch16`` in the paper profile,
+network comes from ``facerefine.weights.clip`` (``openai/clip-vit-base-patch16`` in the paper profile,
 torchmetrics' backbone when piq's CLIP-IQA weights are not used).
 
 Why not torchmetrics: it divides the input by ``data_range`` and hands the [0, 1] tensor to

@@ -125,8 +125,8 @@ def run_directory(stage: str, identity: Mapping[str, Any]) -> Path:
     change starts afresh instead of resuming a stale run.
     """
     from facerefine.hashing import fingerprint
-    from facerefine.weights import home
+    from facerefine.paths import facerefine_home
 
     # RUN_FORMAT: a run folder written by an older trainer (another checkpoint or head layout)
     # must not be resumed as if it were this one's.
-    return home() / "runs" / stage / fingerprint({**identity, "run_format": RUN_FORMAT})
+    return facerefine_home() / "runs" / stage / fingerprint({**identity, "run_format": RUN_FORMAT})

@@ -155,8 +155,8 @@ def render_table(variant: str, cells: Sequence[Mapping], ssim_fail: float, confi
 
 def render_report(cells: Sequence[Mapping], chosen: Mapping[str, Mapping], ssim_fail: float,
                   standins: Sequence[str], config: GridConfig) -> str:
-    """``standins`` (``weights.standin_networks``): non-empty puts the stand-in banner on top."""
-    from facerefine.weights import standin_banner
+    """``standins`` (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
+    from facerefine.banners import standin_banner
 
     parts = ["# CycleGAN grid (paper §5.2, Tables 2–3)", ""]
     if standins:
