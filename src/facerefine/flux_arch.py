@@ -193,7 +193,7 @@ ARCH_UNET = {"base_channels": 64, "depth": 6}
 ARCH_GENERATOR = {"ngf": 64, "n_blocks": 9}
 
 
-def arch_heads(esa_placement: str = "blocks") -> dict[str, nn.Module]:
+def arch_heads(esa_placement: str = "trunk") -> dict[str, nn.Module]:
     """Random-weight heads at the paper's size (built on the CPU: ~11-30M parameters each)."""
     from facerefine.models.cyclegan import ResnetGenerator
     from facerefine.models.resunet_cbam import ResUNetCBAM

@@ -121,7 +121,7 @@ def architectures(params: Params) -> dict[str, torch.nn.Module]:
     unet, cycle = params.scale.unet, params.scale.cyclegan
     torch.manual_seed(0)
     return {
-        "unet": ResUNetCBAM(base_channels=unet.base_channels, depth=unet.depth).eval(),
+        "unet": ResUNetCBAM(base_channels=unet.base_channels, depth=unet.depth, upsample=params.unet.upsample).eval(),
         "cyclegan": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks, esa=None).eval(),
         "esa": ResnetGenerator(3, 3, ngf=cycle.ngf, n_blocks=cycle.n_blocks,
                                esa=params.cyclegan.esa_placement).eval(),

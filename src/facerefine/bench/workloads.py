@@ -339,7 +339,7 @@ def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[
         _free(device)
 
 
-def paper_head_gflop(esa_placement: str = "blocks") -> float:
+def paper_head_gflop(esa_placement: str = "trunk") -> float:
     """GFLOP per 512² image of the paper's head as built here: the ngf-64, 9-block ESA generator."""
     from facerefine.flux_arch import ARCH_GENERATOR
     from facerefine.models.cyclegan import ResnetGenerator
