@@ -19,7 +19,8 @@ from facerefine.generation.stage import effective_dtype
 from facerefine.heads import load_head
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
-from facerefine.metrics.clip_iqa import clip_iqa_scores, prompt_pairs
+from facerefine.metrics.clip_iqa import clip_iqa_original_scores, clip_iqa_scores, prompt_pairs
+from facerefine.provenance import CLIP_IQA_LABELS, table4_provenance
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
@@ -81,6 +82,20 @@ def lora_shards(params, test: pd.DataFrame, device, out_dir: Path) -> None:
                            batch_size=scale.batch_size, desc="evaluate/lora")
 
 
+def clip_iqa_scorer(params: Params, device):
+    """Images -> CLIP-IQA scores under ``evaluate.clip_iqa`` with ``models.clip_iqa``'s network."""
+    cfg, spec = params.evaluate, params.scale.models.clip_iqa
+    if cfg.clip_iqa == "original":
+        from facerefine.weights_clip_original import load_clip_original
+
+        clip = load_clip_original(spec)
+        return lambda ims: clip_iqa_original_scores(ims, clip, prompts=cfg.clip_iqa_prompts,
+                                                    batch_size=cfg.batch_size, device=device)
+    model, processor = weights.load_clip(spec)
+    return lambda ims: clip_iqa_scores(ims, model, processor, prompts=cfg.clip_iqa_prompts,
+                                       batch_size=cfg.batch_size, device=device)
+
+
 def main() -> None:
     params = load_params()
     head_names = preflight(params)
@@ -99,17 +114,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
             lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
             sets = {"lora": shard_set(lora_dir)}
+            head_configs = {}
             for name in head_names:
-                sets[name] = head_set(load_head(name, device).model, cfg.batch_size, device)
+                head = load_head(name, device)
+                sets[name] = head_set(head.model, cfg.batch_size, device)
+                head_configs[name] = head.config
 
             extractor = fidelity.inception_extractor(weights.inception_weights_path(scale.models.inception), device)
-            clip_model, clip_processor = weights.load_clip(scale.models.clip_iqa)
             extract = Extractors(
                 # Inception computes in float32: keeping its features so (not float64) halves what
                 # accumulates per image, and the distances upcast them exactly.
                 features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
-                clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
-                                                     batch_size=cfg.batch_size, device=device),
+                clip_iqa=clip_iqa_scorer(params, device),
                 embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
             k = min(cfg.grid_subjects, len(ids))
             result = evaluate_stream(
@@ -118,16 +134,21 @@ def main() -> None:
                 keep=k)
         rows = result.rows
 
-        notes = [f"Test split: {len(ids)} subjects. CLIP-IQA with CLIP `{scale.models.clip_iqa}` and "
-                 f"torchmetrics' prompts {cfg.clip_iqa_prompts} and temperature (computed in "
-                 "`metrics/clip_iqa.py`). LoRA Realism: "
+        notes = [f"Test split: {len(ids)} subjects at {scale.image_size}². {CLIP_IQA_LABELS[cfg.clip_iqa]} "
+                 f"(`evaluate.clip_iqa: {cfg.clip_iqa}`), CLIP `{scale.models.clip_iqa}`, torchmetrics' prompts "
+                 f"{cfg.clip_iqa_prompts} and temperature (computed in `metrics/clip_iqa.py`). LoRA Realism: "
                  f"`{scale.models.lora}`, file `{scale.models.lora_weight_name or 'its only .safetensors'}`. "
                  f"Identity: ArcFace (DeepFace, detector `{scale.face_detector}`) cosine to the schnell input "
                  "and to the dev twin."]
+        provenance = table4_provenance(head_configs, eval_size=scale.image_size, data_models=scale.models.schnell,
+                                       clip_iqa=cfg.clip_iqa, lora=scale.models.lora)
+        for name, prov in provenance.items():  # the full table records what produced each row
+            rows[name] = {**rows[name], "configuration": prov.description, "paper_mismatches": prov.mismatches}
         write_json(paths.REPORTS / "quality.json", rows)  # every column of every row
         write_json(paths.METRICS / "quality.json", headline(rows))  # the headline, for `dvc exp show`
         write_text(paths.REPORTS / "quality.md",
-                   render_table(rows, standins=standins(params), notes=notes))
+                   render_table(rows, provenance=provenance, clip_iqa=cfg.clip_iqa, standins=standins(params),
+                                notes=notes))
         order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]
         by_name = result.samples
         grid = image_grid([[by_name[n][i] for n in order] for i in range(k)], [LABELS[n].split(" (")[0] for n in order])
