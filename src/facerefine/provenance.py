@@ -31,6 +31,10 @@ class RowProvenance:
     mismatches: list[str] = field(default_factory=list)
 
 
+def _g(value) -> str:
+    return "?" if value is None else f"{value:g}"
+
+
 def _pairs(data: Mapping) -> str:
     used, total = data.get("train_pairs"), data.get("dataset_pairs")
     return f" ({used} of {total} pairs)" if used is not None and total is not None else ""
@@ -43,14 +47,14 @@ def describe_head(name: str, config: Mapping) -> str:
     frac = f"{fraction:.3g} of the dataset{_pairs(d)}" if fraction is not None else "data fraction not recorded"
     if name == "unet":
         return (f"U-Net, {t.get('upsample', 'nearest')} upsampling, {t.get('structure_loss', '?')} + LPIPS, "
-                f"lr {t.get('lr', '?'):g}, {t.get('image_size', '?')}², {frac}, up to {t.get('max_epochs', '?')} "
+                f"lr {_g(t.get('lr'))}, {t.get('image_size', '?')}², {frac}, up to {t.get('max_epochs', '?')} "
                 f"epochs (early stopping, patience {t.get('patience', '?')})")
     esa = f", ESA `{t.get('esa_placement')}`" if t.get("variant") == "esa" else ""
     epochs = (f"{t['n_epochs'] + t['n_epochs_decay']} epochs ({t['n_epochs']} + {t['n_epochs_decay']} decay)"
               if "n_epochs" in t else "epochs not recorded")
     cell = f", cell `{t['selected_cell']}`" if "selected_cell" in t else ""
-    return (f"{t.get('variant', name)}{esa}, λ_cyc {t.get('lambda_cyc', '?'):g}, lr {t.get('lr', '?'):g}, "
-            f"λ_id {t.get('lambda_identity', 0):g}, {t.get('image_size', '?')}², {frac}, {epochs}{cell}")
+    return (f"{t.get('variant', name)}{esa}, λ_cyc {_g(t.get('lambda_cyc'))}, lr {_g(t.get('lr'))}, "
+            f"λ_id {_g(t.get('lambda_identity', 0))}, {t.get('image_size', '?')}², {frac}, {epochs}{cell}")
 
 
 def head_mismatches(name: str, config: Mapping, *, eval_size: int, data_models: str) -> list[str]:
