@@ -18,7 +18,8 @@ from facerefine.evaluation_inputs import HEAD_ROWS, lora_shards, preflight
 from facerefine.heads import read_head_folder
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
-from facerefine.metrics.clip_iqa import clip_iqa_scores
+from facerefine.metrics.clip_iqa import clip_iqa_original_scores, clip_iqa_scores, prompt_pairs
+from facerefine.provenance import CLIP_IQA_LABELS, table4_provenance
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
 from facerefine.viz import image_grid, save_png
@@ -30,6 +31,20 @@ log = logging.getLogger("evaluate")
 def standins(params: Params) -> list[str]:
     """Stand-in networks behind Table 4 (any of them puts the banner on the report)."""
     return standin_networks(params, REPORT_NETWORKS["evaluate"])
+
+
+def clip_iqa_scorer(params: Params, device):
+    """Images -> CLIP-IQA scores under ``evaluate.clip_iqa`` with ``models.clip_iqa``'s network."""
+    cfg, spec = params.evaluate, params.scale.models.clip_iqa
+    if cfg.clip_iqa == "original":
+        from facerefine.weights.clip_original import load_clip_original
+
+        network = load_clip_original(spec)
+        return lambda ims: clip_iqa_original_scores(ims, network, prompts=cfg.clip_iqa_prompts,
+                                                    batch_size=cfg.batch_size, device=device)
+    model, processor = clip.load_clip(spec)
+    return lambda ims: clip_iqa_scores(ims, model, processor, prompts=cfg.clip_iqa_prompts,
+                                       batch_size=cfg.batch_size, device=device)
 
 
 def main() -> None:
@@ -50,17 +65,18 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="facerefine-lora-") as lora_dir:
             lora_shards(params, test[["id", "prompt", "seed"]], device, Path(lora_dir))
             sets = {"lora": shard_set(lora_dir)}
+            head_configs = {}
             for name in head_names:
-                sets[name] = head_set(read_head_folder(name, device).model, cfg.batch_size, device)
+                head = read_head_folder(name, device)
+                sets[name] = head_set(head.model, cfg.batch_size, device)
+                head_configs[name] = head.config
 
             extractor = fidelity.inception_extractor(inception.inception_weights_path(scale.models.inception), device)
-            clip_model, clip_processor = clip.load_clip(scale.models.clip_iqa)
             extract = Extractors(
                 # Inception computes in float32: keeping its features so (not float64) halves what
                 # accumulates per image, and the distances upcast them exactly.
                 features=lambda ims: fidelity.inception_features(ims, extractor, cfg.batch_size).float(),
-                clip_iqa=lambda ims: clip_iqa_scores(ims, clip_model, clip_processor, prompts=cfg.clip_iqa_prompts,
-                                                     batch_size=cfg.batch_size, device=device),
+                clip_iqa=clip_iqa_scorer(params, device),
                 embed=lambda ims: arcface_embeddings(ims, scale.models.deepface, scale.face_detector))
             k = min(cfg.grid_subjects, len(ids))
             result = evaluate_stream(
@@ -69,16 +85,21 @@ def main() -> None:
                 keep=k)
         rows = result.rows
 
-        notes = [f"Test split: {len(ids)} subjects. CLIP-IQA with CLIP `{scale.models.clip_iqa}` and "
-                 f"torchmetrics' prompts {cfg.clip_iqa_prompts} and temperature (computed in "
-                 "`metrics/clip_iqa.py`). LoRA Realism: "
+        notes = [f"Test split: {len(ids)} subjects at {scale.image_size}². {CLIP_IQA_LABELS[cfg.clip_iqa]} "
+                 f"(`evaluate.clip_iqa: {cfg.clip_iqa}`), CLIP `{scale.models.clip_iqa}`, torchmetrics' prompts "
+                 f"{cfg.clip_iqa_prompts} and temperature (computed in `metrics/clip_iqa.py`). LoRA Realism: "
                  f"`{scale.models.lora}`, file `{scale.models.lora_weight_name or 'its only .safetensors'}`. "
                  f"Identity: ArcFace (DeepFace, detector `{scale.face_detector}`) cosine to the schnell input "
                  "and to the dev twin."]
+        provenance = table4_provenance(head_configs, eval_size=scale.image_size, data_models=scale.models.schnell,
+                                       clip_iqa=cfg.clip_iqa, lora=scale.models.lora)
+        for name, prov in provenance.items():  # the full table records what produced each row
+            rows[name] = {**rows[name], "configuration": prov.description, "paper_mismatches": prov.mismatches}
         write_json(paths.REPORTS / "quality.json", rows)  # every column of every row
         write_json(paths.METRICS / "quality.json", quality_headline(rows))  # the headline, for `dvc exp show`
         write_text(paths.REPORTS / "quality.md",
-                   render_table(rows, standins=standins(params), notes=notes))
+                   render_table(rows, provenance=provenance, clip_iqa=cfg.clip_iqa, standins=standins(params),
+                                notes=notes))
         order = [s for s in ("schnell", *HEAD_ROWS, "lora", "dev") if s in rows]
         by_name = result.samples
         grid = image_grid([[by_name[n][i] for n in order] for i in range(k)], [LABELS[n].split(" (")[0] for n in order])

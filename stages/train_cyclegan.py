@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader
 from facerefine import paths
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
-from facerefine.data.datasets import ImageShardDataset, data_fingerprint, select_ids
+from facerefine.data.datasets import ImageShardDataset, data_fingerprint, select_subset
 from facerefine.head_folder import write_head_folder
 from facerefine.heads import read_head_folder
 from facerefine.io import write_json
@@ -41,8 +41,8 @@ def main() -> None:
     params = load_params()
     scale, shared = params.scale.cyclegan, params.cyclegan
     manifest = pd.read_parquet(paths.DEV / shards.MANIFEST)
-    train_ids = select_ids(manifest, "train", scale.data_fraction, params.seed)
-    val_ids = select_ids(manifest, "val", scale.data_fraction, params.seed)
+    subset = select_subset(manifest, scale.data_fraction, params.seed)  # of the whole dataset
+    train_ids, val_ids = subset.train, subset.val
     if not train_ids or not val_ids:
         raise ValueError(f"train_cyclegan needs train and val images; got {len(train_ids)} and {len(val_ids)}")
     domain_a = ImageShardDataset(paths.SCHNELL_ENRICHED, train_ids, scale.image_size)  # schnell
@@ -72,15 +72,15 @@ def main() -> None:
         g_ab = read_head_folder(run_dir / BEST).model
         best = result.history[result.best_epoch - 1]
         write_head_folder(out_dir, g_ab, name=cell.variant,
-                          training={**cfg.to_dict(), "image_size": scale.image_size,
-                                    "batch_size": scale.batch_size, "best_epoch": result.best_epoch},
-                          data={"fingerprint": data_id, "train_images": len(train_ids), "val_images": len(val_ids)})
+                          training={**cfg.to_dict(), "image_size": scale.image_size, "batch_size": scale.batch_size,
+                                    "data_fraction": scale.data_fraction, "best_epoch": result.best_epoch},
+                          data={"fingerprint": data_id, **subset.record()})
         metrics = {
             "cell": cell.name, "variant": cell.variant, "lambda_cyc": cell.lambda_cyc, "lr": cell.lr,
             # best_loss_G: the paper's L, Eq. 3 (adversarial + λ_cyc·cycle), whatever lambda_identity trained
             "best_loss_G": result.best_loss_G, "best_epoch": result.best_epoch,
             "ssim_cycle": best.get("ssim_cycle"), "epochs": result.epochs_completed,
-            "parameters_G": count_parameters(g_ab),
+            "parameters_G": count_parameters(g_ab), **subset.record(),
         }
         write_json(paths.METRICS / "cyclegan" / f"{cell.name}.json", metrics)
         write_history(report_dir / "history.csv", result.history)

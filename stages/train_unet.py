@@ -11,7 +11,7 @@ from facerefine import paths
 from facerefine.card import write_model_card
 from facerefine.config import load_params, loggable
 from facerefine.data import shards
-from facerefine.data.datasets import PairedShardDataset, data_fingerprint, select_ids
+from facerefine.data.datasets import PairedShardDataset, data_fingerprint, select_subset
 from facerefine.head_folder import write_head_folder
 from facerefine.heads import read_head_folder
 from facerefine.io import write_json
@@ -31,8 +31,8 @@ def main() -> None:
     params = load_params()
     scale = params.scale.unet
     manifest = pd.read_parquet(paths.DEV / shards.MANIFEST)
-    train_ids = select_ids(manifest, "train", scale.data_fraction, params.seed)
-    val_ids = select_ids(manifest, "val", scale.data_fraction, params.seed)
+    subset = select_subset(manifest, scale.data_fraction, params.seed)  # of the whole dataset
+    train_ids, val_ids = subset.train, subset.val
     if not train_ids or not val_ids:
         raise ValueError(f"train_unet needs train and val pairs; got {len(train_ids)} and {len(val_ids)} "
                          "(raise profiles.<profile>.num_names or unet.data_fraction)")
@@ -47,7 +47,7 @@ def main() -> None:
     training = {**params.unet.model_dump(), **scale.model_dump(), "seed": params.seed,
                 "lpips": params.scale.models.lpips}
     torch.manual_seed(params.seed)
-    model = ResUNetCBAM(base_channels=scale.base_channels, depth=scale.depth)
+    model = ResUNetCBAM(base_channels=scale.base_channels, depth=scale.depth, upsample=params.unet.upsample)
     lpips_net = load_lpips(params.scale.models.lpips)
     accelerator = make_accelerator(cfg)
     run_dir = run_directory("train_unet", {"training": training, "data": data_id,
@@ -62,7 +62,7 @@ def main() -> None:
             return
         head = read_head_folder(result.best_dir)
         write_head_folder(paths.UNET_HEAD, head.model, name="unet", training=training,
-                          data={"fingerprint": data_id, "train_pairs": len(train_ids), "val_pairs": len(val_ids)})
+                          data={"fingerprint": data_id, **subset.record()})
         write_model_card(paths.UNET_HEAD, params)  # after write_head_folder (it replaces the folder)
         write_history(REPORT / "history.csv", result.history)
         best = next(r for r in result.history if r["epoch"] == result.best_epoch)
@@ -73,7 +73,7 @@ def main() -> None:
             "val_loss": best["val_loss"], "val_lpips": best["val_lpips"],
             "val_ssim": best["val_ssim"], "val_psnr": best["val_psnr"],
             "parameters": count_parameters(head.model),
-            "train_pairs": len(train_ids), "val_pairs": len(val_ids),
+            **subset.record(),
         }
         write_json(paths.METRICS / "unet.json", metrics)
         n = min(4, len(val_ds))

@@ -236,7 +236,7 @@ def test_the_rendered_report_shows_both_dev_step_counts_and_the_headline_first()
                                "head_precision": "bf16 autocast", "head_channels_last": True, "head_compile": False,
                                "threads": 1, "peak_bf16_tflops": None}, text_encoding={})
     result["settings"].update(repeats=3, warmup=1, head_repeats=20, head_warmup=3, head_batch_sizes=[1, 8])
-    result["settings"]["dev"].update(guidance=3.0, refine_steps=50)
+    result["settings"]["dev"].update(guidance=3.0, refine_steps=50, refine_strength=0.7, refine_denoised=35)
     result["settings"]["schnell"] = {"steps": 4, "max_sequence_length": 256}
     for h in result["heads"].values():
         h.update(parameters=1, source="test")
@@ -248,6 +248,9 @@ def test_the_rendered_report_shows_both_dev_step_counts_and_the_headline_first()
     md = bench.render_markdown(result)
     assert md.index("## Saving vs dev at 50 steps (the headline)") < md.index("## Saving vs dev at 28 steps")
     assert "| FLUX.1-dev text-to-image (50 steps" in md and "| FLUX.1-dev text-to-image (28 steps" in md
+    # img2img at strength 0.7 skips the first 15 of the 50 steps (issue 21)
+    assert "at strength 0.7 (`dev.strength`), denoises 35 of them" in md
+
     assert "| schnell + esa: saving vs dev | 95.0% | **95.0%** |" in md
     assert "28 is diffusers' default" in md
     text = bench.summary_text(result)

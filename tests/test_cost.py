@@ -61,9 +61,9 @@ def test_dev_img2img_time_from_two_step_counts_fits_a_fixed_part():
 def test_counts_follow_the_profile():
     n = cost.counts(small_paper_params(), small_paper_params().profiles["paper"])
     assert (n.enriched, n.baseline, n.train, n.val, n.test) == (1000, 100, 800, 100, 100)
-    assert (n.unet_train, n.unet_val, n.unet_epochs) == (80, 10, 10)
-    assert (n.cyclegan_train, n.cyclegan_val, n.cyclegan_epochs, n.cells) == (40, 5, 20, 18)
-    assert cost.subset(3, 0.01) == 1 and cost.subset(0, 0.5) == 0 and cost.subset(7, 1.0) == 7
+    # data_fraction of the whole dataset (1000), drawn from the train split; val in proportion
+    assert (n.unet_train, n.unet_val, n.unet_epochs) == (100, 12, 10)
+    assert (n.cyclegan_train, n.cyclegan_val, n.cyclegan_epochs, n.cells) == (50, 6, 20, 18)
 
 
 def test_every_stage_hand_computed():
@@ -73,8 +73,8 @@ def test_every_stage_hand_computed():
     assert hours["generate_schnell"] == pytest.approx(1100 * 4.0 / 3600)
     assert hours["refine_dev"] == pytest.approx(1000 * 45.0 / 3600)
     assert hours["diversity"] == pytest.approx(1100 * 0.2 / 3600)
-    assert hours["train_unet"] == pytest.approx((80 + 10) * 10 * 0.5 / 3600)
-    assert hours["train_cyclegan"] == pytest.approx(18 * (40 + 5) * 20 * 0.25 / 3600)  # the whole grid
+    assert hours["train_unet"] == pytest.approx((100 + 12) * 10 * 0.5 / 3600)
+    assert hours["train_cyclegan"] == pytest.approx(18 * (50 + 6) * 20 * 0.25 / 3600)  # the whole grid
     assert hours["select_cyclegan"] == 0
     # LoRA images at schnell's rate, three heads, features of 6 sets (schnell, dev, LoRA, 3 heads)
     assert hours["evaluate"] == pytest.approx(100 * (4.0 + 3 * 0.1 + 6 * 0.05) / 3600)

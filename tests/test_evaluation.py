@@ -94,7 +94,7 @@ def test_rows_have_every_metric_and_references_show_dashes():
 
 
 def test_report_lists_every_row_and_marks_low_confidence():
-    text = render_table(fake_rows(), standins=["schnell (smoke)"])
+    text = render_table(fake_rows(), provenance=provenance_for({"esa": head_config()}), standins=["schnell (smoke)"])
     for label in ("FLUX.1-schnell", "FLUX.1-dev", "ESA-CycleGAN (non-pairwise)"):
         assert label in text
     assert "†" in text and "low confidence: 6 images" in text and "Stand-in networks:** schnell (smoke)" in text
@@ -102,7 +102,7 @@ def test_report_lists_every_row_and_marks_low_confidence():
 
 
 def test_table4_notes_the_fid_scale_and_has_no_banner_without_standins():
-    text = render_table(fake_rows())
+    text = render_table(fake_rows(), provenance={})
     assert "not on the scale of the standard Inception FID that torch-fidelity computes" in text
     assert "Stand-in networks" not in text
 
@@ -118,10 +118,80 @@ def test_standin_banner_comes_from_the_networks_not_the_profile_name():
     params = parse_params(raw)
     found = banners.standin_networks(params, banners.REPORT_NETWORKS["evaluate"])
     assert found == ["clip_iqa (random)"]
-    assert "clip_iqa (random)" in render_table(fake_rows(), standins=found).split("\n## ")[0]
+    assert "clip_iqa (random)" in render_table(fake_rows(), provenance={}, standins=found).split("\n## ")[0]
     # a network that does not reach a report leaves it alone
     assert banners.standin_networks(params, banners.REPORT_NETWORKS["diversity"]) == []
     raw["profiles"]["paper"]["models"]["clip_iqa"] = "pretrained"
     assert banners.standin_networks(parse_params(raw)) == []
     smoke = parse_params({**raw, "profile": "smoke"})
     assert len(banners.standin_networks(smoke)) == len(NETWORK_ROLES)
+
+
+# ------------------------------------------------------------------ Table 4 provenance (issue 21)
+
+def head_config(**training) -> dict:
+    base = {"variant": "esa", "esa_placement": "trunk", "lambda_cyc": 2.0, "lambda_identity": 0.0, "lr": 1e-4,
+            "n_epochs": 95, "n_epochs_decay": 95, "image_size": 512, "data_fraction": 0.2}
+    return {"training": {**base, **training}, "data": {"train_pairs": 28000, "dataset_pairs": 140000}}
+
+
+UNET_FINAL_CONFIG = {"training": {"upsample": "transpose", "structure_loss": "grad", "lr": 5e-5, "image_size": 512,
+                                  "data_fraction": 0.01, "max_epochs": 10, "patience": 3},
+                     "data": {"train_pairs": 1400, "dataset_pairs": 140000}}
+FLUX = "black-forest-labs/FLUX.1-schnell"
+
+
+def provenance_for(heads, *, eval_size=512, data_models=FLUX, clip_iqa="original"):
+    from facerefine.provenance import table4_provenance
+
+    return table4_provenance(heads, eval_size=eval_size, data_models=data_models, clip_iqa=clip_iqa,
+                             lora="hugovntr/flux-schnell-realism")
+
+
+def test_paper_values_sit_beside_a_row_only_under_the_paper_final_configuration():
+    final = provenance_for({"unet": UNET_FINAL_CONFIG, "esa": head_config()})
+    assert all(not p.mismatches for p in final.values())
+    text = render_table(fake_rows(), provenance=final)
+    assert "| 0.75 / 0.34 / 0.41 / 0.35 |" in text.split("## Configuration")[0]  # beside our ESA row
+    assert "apart: not the paper's configuration" not in text and "## The paper's Table 4 values, apart" not in text
+
+    sweep = provenance_for({"unet": UNET_FINAL_CONFIG, "esa": head_config(image_size=256, data_fraction=0.02,
+                                                                          n_epochs=10, n_epochs_decay=10)})
+    text = render_table(fake_rows(), provenance=sweep)
+    table, rest = text.split("## Configuration of each row")
+    assert "0.75 / 0.34" not in table and "apart: not the paper's configuration" in table
+    apart = rest.split("## The paper's Table 4 values, apart")[1]
+    esa_line = next(line for line in apart.splitlines() if line.startswith("| ESA-CycleGAN"))
+    assert "0.75 / 0.34 / 0.41 / 0.35" in esa_line
+    for why in ("256² instead of 512²", "0.02 of the dataset instead of 0.2", "20 epochs instead of 190",
+                "trained at 256², applied to the 512² test images (flagged, not resized)"):
+        assert why in esa_line
+    # the references still match, so their paper values stay beside them
+    assert "| 0.37 / – / – / 0.36 |" in table
+
+
+def test_each_row_states_its_options_and_stand_ins_or_another_clip_recipe_move_paper_values_apart():
+    prov = provenance_for({"esa": head_config()}, data_models="smoke", clip_iqa="vit-b16")
+    text = render_table(fake_rows(), provenance=prov, clip_iqa="vit-b16")
+    assert "| CLIP-IQA (ViT-B/16) |" in text
+    config = text.split("## Configuration of each row")[1].split("\n## ")[0]
+    assert "esa, ESA `trunk`, λ_cyc 2, lr 0.0001, λ_id 0, 512², 0.2 of the dataset (28000 of 140000 pairs), " \
+           "190 epochs (95 + 95 decay)" in config
+    for name in ("schnell", "dev", "esa"):
+        assert "stand-in networks (`smoke`)" in prov[name].mismatches[0]
+        assert any("CLIP-IQA recipe `vit-b16`" in m for m in prov[name].mismatches)
+
+
+def test_unet_rows_check_size_fraction_epochs_and_upsampling():
+    from facerefine.provenance import head_mismatches
+
+    def why(**changes):
+        cfg = {"training": {**UNET_FINAL_CONFIG["training"], **changes}}
+        return head_mismatches("unet", cfg, eval_size=512, data_models=FLUX)
+
+    assert why() == []
+    assert why(data_fraction=0.008) == ["0.008 of the dataset instead of 0.01"]
+    assert why(max_epochs=2) == ["up to 2 epochs instead of 10"]
+    assert why(upsample="nearest") == ["`nearest` upsampling instead of transposed convolutions "
+                                       "(the paper's likely choice)"]
+    assert "trained at 256², applied to the 512² test images (flagged, not resized)" in why(image_size=256)

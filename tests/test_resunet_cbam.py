@@ -114,3 +114,25 @@ def test_parameter_counts_at_paper_depth() -> None:
     print(f"ResUNetCBAM depth 6 parameters: {counts}")
     # Widths are capped at 512, so doubling the base grows the count by far less than 4x.
     assert 10_000_000 < counts[32] < counts[64] < 4 * counts[32]
+
+
+def test_transposed_upsampling_is_the_original_unets_2x2_stride_2_and_round_trips_its_config():
+    """`unet.upsample: transpose` (the paper's likely choice, issue 21) builds ConvTranspose2d
+    decoders, starts as the identity like the default, and reloads from its config."""
+    import torch
+
+    from facerefine.models.resunet_cbam import ResUNetCBAM
+
+    torch.manual_seed(0)
+    net = ResUNetCBAM(base_channels=8, depth=3, upsample="transpose")
+    ups = [u.conv for u in net.upsamples]
+    assert all(isinstance(c, torch.nn.ConvTranspose2d) and c.kernel_size == (2, 2) and c.stride == (2, 2)
+               for c in ups)
+    assert all(isinstance(u.conv, torch.nn.Conv2d) and not isinstance(u.conv, torch.nn.ConvTranspose2d)
+               for u in ResUNetCBAM(base_channels=8, depth=3).upsamples)
+    x = torch.rand(1, 3, 16, 16) * 1.6 - 0.8
+    assert torch.allclose(net(x), x, atol=1e-5)
+    again = ResUNetCBAM.from_config(net.config())
+    assert net.config()["upsample"] == "transpose" and isinstance(again.upsamples[0].conv, torch.nn.ConvTranspose2d)
+    with __import__("pytest").raises(ValueError, match="upsample"):
+        ResUNetCBAM(base_channels=8, depth=3, upsample="bilinear")

@@ -209,6 +209,9 @@ def render_card(head_dir: str | Path, *, profile: str | None = None, standins: l
                   "| " + " | ".join(_num(quality.get(key)) for key, _ in QUALITY_COLUMNS) + " |", ""]
         if quality.get("low_confidence"):
             lines += ["Low confidence: fewer test images than FID's 2048 feature dimensions.", ""]
+        if quality.get("configuration"):  # Table 4 provenance (evaluate, provenance.py)
+            differs = "; ".join(quality.get("paper_mismatches") or []) or "none"
+            lines += [f"Produced by: {quality['configuration']}. Differs from the paper's final run: {differs}.", ""]
     if latency is not None:  # its own section: the only timings in the card (.ci/check_clean.py ignores it)
         per = latency["saving_per_resolution"]
         lines += [LATENCY_HEADING, "",

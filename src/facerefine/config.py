@@ -97,6 +97,12 @@ class SchnellParams(_Strict):
     max_sequence_length: Annotated[int, Field(gt=0, le=512)]
 
 
+def img2img_steps(steps: int, strength: float) -> int:
+    """Denoising steps diffusers' FLUX img2img runs: ``steps - int(max(steps - steps*strength, 0))``
+    (50 at strength 0.7: 35)."""
+    return steps - int(max(steps - steps * strength, 0))
+
+
 class DevParams(_Strict):
     steps: PositiveInt
     guidance: Annotated[float, Field(ge=0.0)]
@@ -127,7 +133,7 @@ class UnetScale(_Strict):
     base_channels: PositiveInt
     depth: Annotated[int, Field(ge=1, le=8)]
     max_epochs: PositiveInt
-    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]  # of the whole dataset, from the train split
     image_size: PositiveInt
     batch_size: PositiveInt
 
@@ -145,7 +151,7 @@ class CycleScale(_Strict):
     ndf: PositiveInt
     epochs: NonNegInt            # at constant lr
     epochs_decay: NonNegInt      # then linear decay to 0
-    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]
+    data_fraction: Annotated[float, Field(gt=0.0, le=1.0)]  # of the whole dataset, from the train split
     image_size: PositiveInt
     batch_size: PositiveInt
 
@@ -228,10 +234,17 @@ class DiversityParams(_Strict):
     batch_size: PositiveInt
 
 
+# CLIP-IQA recipes (metrics/clip_iqa.py): ``original`` is Wang et al.'s as piq implements it
+# (and torchmetrics' default ``clip_iqa`` reproduces): CLIP ResNet-50, full-resolution input,
+# no positional embedding. ``vit-b16``: CLIP ViT-B/16 through its processor (224² resize + crop).
+ClipIqaRecipe = Literal["original", "vit-b16"]
+
+
 class EvaluateParams(_Strict):
     kid_subset_size: PositiveInt       # clamped to the test-set size
     kid_subsets: PositiveInt
     clip_iqa_prompts: list[str] = Field(min_length=1)  # torchmetrics' pair names (metrics/clip_iqa.PROMPT_PAIRS)
+    clip_iqa: ClipIqaRecipe = "original"  # the network is profiles.<p>.models.clip_iqa
     batch_size: PositiveInt
     grid_subjects: PositiveInt         # rows of the sample grid (Figs. 1, 7)
     # Heads evaluated (Table 4 rows); each must exist in models/heads/. Leave one out to
@@ -265,6 +278,9 @@ class UnetParams(_Strict):
     lr: Annotated[float, Field(gt=0, lt=1)]
     patience: PositiveInt                  # epochs without val improvement before stopping
     structure_loss: Literal["grad", "l1"]  # Eq. 1 uses GRAD; the paper saw L1 behave the same
+    # Decoder upsampling (README, "Deviations and assumptions"): nearest + conv (ours, no
+    # checkerboard) or transposed conv (the paper's likely choice: its "net-like patterns").
+    upsample: Literal["nearest", "transpose"] = "nearest"
 
 
 class CycleGrid(_Strict):
@@ -307,6 +323,18 @@ class Params(_Strict):
             raise ValueError(
                 f"profile: unknown profile '{self.profile}'; choose one of {', '.join(sorted(self.profiles))}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _fractions_fit_train_split(self) -> "Params":
+        # data_fraction is a share of the whole dataset (the paper's "20% subset of the entire
+        # dataset"), drawn from the train split, so it cannot exceed the train split's share.
+        bad = [f"profiles.{name}.{head}.data_fraction {getattr(prof, head).data_fraction:g}"
+               for name, prof in self.profiles.items() for head in ("unet", "cyclegan")
+               if getattr(prof, head).data_fraction > self.prompts.split.train + 1e-9]
+        if bad:
+            raise ValueError(f"{'; '.join(bad)}: a fraction of the whole dataset, drawn from the train split, "
+                             f"must be at most prompts.split.train = {self.prompts.split.train:g}")
         return self
 
     @model_validator(mode="after")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from facerefine.config import Params, Profile
+from facerefine.config import Params, Profile, img2img_steps
 
 # The figures, in seconds per image on one GPU (the CLI option is --<name with dashes>).
 FIGURES: dict[str, str] = {
@@ -79,11 +79,6 @@ def option_for(figure: str) -> str:
 # ----------------------------------------------------------------------------- counts
 
 
-def img2img_steps(steps: int, strength: float) -> int:
-    """Denoising steps diffusers' FLUX img2img runs: ``steps - int(max(steps - steps*strength, 0))``."""
-    return steps - int(max(steps - steps * strength, 0))
-
-
 def dev_img2img_seconds(t2i_seconds: Mapping[int, float], steps: int, strength: float) -> tuple[float, str]:
     """Seconds per refine_dev image from dev text-to-image timings at one or more step counts.
 
@@ -126,24 +121,20 @@ class Counts:
     cells: int
 
 
-def subset(n: int, fraction: float) -> int:
-    """Like ``datasets.select_ids``: ``max(1, round(n x fraction))`` of a non-empty split."""
-    if n == 0:
-        return 0
-    return n if fraction >= 1.0 else max(1, round(n * fraction))
-
-
 def counts(params: Params, profile: Profile) -> Counts:
     split = params.prompts.split
     names = profile.num_names
     train, val = round(names * split.train), round(names * split.val)
     grid = params.cyclegan.grid
+    from facerefine.data.datasets import subset_counts  # torch-heavy; `facerefine cost` imports this module
+
+    # data_fraction is a share of the whole dataset, drawn from the train split (datasets.select_subset)
+    unet_train, unet_val = subset_counts(names, train, val, profile.unet.data_fraction)
+    cyclegan_train, cyclegan_val = subset_counts(names, train, val, profile.cyclegan.data_fraction)
     return Counts(
         enriched=names, baseline=profile.num_baseline, train=train, val=val, test=names - train - val,
-        unet_train=subset(train, profile.unet.data_fraction), unet_val=subset(val, profile.unet.data_fraction),
-        unet_epochs=profile.unet.max_epochs,
-        cyclegan_train=subset(train, profile.cyclegan.data_fraction),
-        cyclegan_val=subset(val, profile.cyclegan.data_fraction),
+        unet_train=unet_train, unet_val=unet_val, unet_epochs=profile.unet.max_epochs,
+        cyclegan_train=cyclegan_train, cyclegan_val=cyclegan_val,
         cyclegan_epochs=profile.cyclegan.epochs + profile.cyclegan.epochs_decay,
         cells=len(grid.variant) * len(grid.lambda_cyc) * len(grid.lr))
 
@@ -413,9 +404,11 @@ def render_cost_report(stages: list[StageCost], figures: Figures, *, profile_nam
               f"  images from params.yaml, profile '{profile_name}': {n.enriched:,} enriched names, "
               f"{n.baseline:,} baseline; split {params.prompts.split.train:g}/{params.prompts.split.val:g}/"
               f"{params.prompts.split.test:g} -> {n.train:,} train, {n.val:,} val, {n.test:,} test (expected counts)",
-              f"  train_unet: data_fraction {profile.unet.data_fraction:g} -> {n.unet_train:,} train + "
+              f"  train_unet: data_fraction {profile.unet.data_fraction:g} of the {n.enriched:,} pairs -> "
+              f"{n.unet_train:,} train + "
               f"{n.unet_val:,} val images, {n.unet_epochs} epochs at {profile.unet.image_size}²",
-              f"  train_cyclegan: {n.cells} grid cells, data_fraction {profile.cyclegan.data_fraction:g} -> "
+              f"  train_cyclegan: {n.cells} grid cells, data_fraction {profile.cyclegan.data_fraction:g} of the "
+              f"{n.enriched:,} pairs -> "
               f"{n.cyclegan_train:,} train + {n.cyclegan_val:,} val images, {n.cyclegan_epochs} epochs "
               f"({profile.cyclegan.epochs} + {profile.cyclegan.epochs_decay} decay) at {profile.cyclegan.image_size}²",
               f"  generation, refinement, heads and features at {profile.image_size}²; refine_dev runs "

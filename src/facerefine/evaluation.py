@@ -311,27 +311,63 @@ PAPER_ROW_NOTE = (
     "CycleGAN row.")
 
 
-def render_table(rows: dict[str, dict], *, standins: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
-    """Table 4 in the paper's layout with the paper's values alongside, then the extra metrics.
-    ``standins`` (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
+CLIP_IQA_HEADERS = {"original": "CLIP-IQA", "vit-b16": "CLIP-IQA (ViT-B/16)"}
+
+
+def render_table(rows: dict[str, dict], *, provenance: Mapping, clip_iqa: str = "original",
+                 standins: Sequence[str] = (), notes: Sequence[str] = ()) -> str:
+    """Table 4 in the paper's layout, then the configuration of every row, then the extra metrics.
+
+    ``provenance``: ``provenance.RowProvenance`` per row. The paper's values sit beside a row
+    only when it has no mismatches (the paper's final-run configuration); otherwise they are
+    printed apart with the mismatches listed. ``clip_iqa``: the recipe (``evaluate.clip_iqa``),
+    named in the header unless it is the published one. ``standins``
+    (``banners.standin_networks``): non-empty puts the stand-in banner on top."""
     from facerefine.banners import standin_banner
 
     lines = ["# Quality evaluation (paper §5.4, Table 4)", ""]
     if standins:
         lines += [standin_banner(standins), ""]
     low = any(r["low_confidence"] for r in rows.values())
+
+    def mismatches(name: str) -> list[str]:
+        row = provenance.get(name)
+        return ["configuration not recorded"] if row is None else list(row.mismatches)
+
+    def paper_values(name: str) -> str:
+        return " / ".join(_cell(v, 2) for v in PAPER_TABLE4[name])
+
+    apart = [n for n in rows if n in PAPER_TABLE4 and mismatches(n)]
     lines += ["FID_diff = FID_schnell − FID_dev: positive means the set is closer to dev than to schnell.", "",
-              f"Paper column: {PAPER_FID_SCALE_NOTE} {PAPER_ROW_NOTE}", "",
-              "| Model | FID_schnell | FID_dev | FID_diff | CLIP-IQA "
+              f"Paper column: {PAPER_FID_SCALE_NOTE} {PAPER_ROW_NOTE} The paper's values stand beside a row only "
+              "when that row was produced under the paper's final-run configuration (see \"Configuration of each "
+              "row\"); otherwise they are printed apart, below.", "",
+              f"| Model | FID_schnell | FID_dev | FID_diff | {CLIP_IQA_HEADERS.get(clip_iqa, clip_iqa)} "
               "| paper's Table 4 (its FID scale): FID_schnell / FID_dev / FID_diff / CLIP-IQA |",
               "|---|---|---|---|---|---|"]
     dagger = " †" if low else ""
     for name, r in rows.items():
-        paper = PAPER_TABLE4.get(name)
-        paper_cell = " / ".join(_cell(v, 2) for v in paper) if paper else "not in paper"
+        if name not in PAPER_TABLE4:
+            paper_cell = "not in paper"
+        elif name in apart:
+            paper_cell = "apart: not the paper's configuration (below)"
+        else:
+            paper_cell = paper_values(name)
         lines.append(f"| {LABELS.get(name, name)} | {_cell(r['fid_schnell'])}{dagger if r['fid_schnell'] is not None else ''}"
                      f" | {_cell(r['fid_dev'])}{dagger if r['fid_dev'] is not None else ''} | {_cell(r['fid_diff'])}"
                      f" | {_cell(r['clip_iqa'])} | {paper_cell} |")
+    lines += ["", "## Configuration of each row", "", "| Model | produced by | differs from the paper's final run |",
+              "|---|---|---|"]
+    for name in rows:
+        row = provenance.get(name)
+        lines.append(f"| {LABELS.get(name, name)} | {row.description if row else 'not recorded'} | "
+                     f"{'; '.join(mismatches(name)) or 'same configuration'} |")
+    if apart:
+        lines += ["", "## The paper's Table 4 values, apart", "",
+                  "Its final runs (U-Net: 1% of the dataset at 512²; ESA-CycleGAN: 20% at 512², 190 epochs), "
+                  "real FLUX.1 weights and the published CLIP-IQA. Not comparable with our rows above because:", "",
+                  "| Model | paper: FID_schnell / FID_dev / FID_diff / CLIP-IQA | why not beside ours |", "|---|---|---|"]
+        lines += [f"| {LABELS.get(n, n)} | {paper_values(n)} | {'; '.join(mismatches(n))} |" for n in apart]
     lines += ["", "## More metrics", "",
               "| Model | KID vs schnell | KID vs dev | identity cos vs schnell | identity cos vs dev | face fails | SSIM vs dev | PSNR vs dev |",
               "|---|---|---|---|---|---|---|---|"]

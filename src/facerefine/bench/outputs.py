@@ -88,7 +88,9 @@ def _saving_section(result: Mapping[str, Any], steps: int, *, headline: bool) ->
                   f"at {steps} steps (`bench.headline_dev_steps`); every row's mean covers the same sizes, those "
                   f"measured for all of them: {', '.join(f'{r}²' for r in der['mean'].get('resolutions', [])) or 'none'}. "
                   f"Dev is timed at {', '.join(map(str, dev['steps']))} steps (`bench.dev_steps`): "
-                  f"`refine_dev` runs {dev['refine_steps']} (`dev.steps`, the paper's img2img setting), and 28 is "
+                  f"`refine_dev` is set to {dev['refine_steps']} (`dev.steps`, the paper's img2img setting) and, at "
+                  f"strength {dev['refine_strength']:g} (`dev.strength`), denoises "
+                  f"{dev['refine_denoised']} of them; 28 is "
                   "diffusers' default for FLUX.1-dev text-to-image. The paper does not say which it timed, and "
                   "the saving depends on it.",
                   "", "saving = 1 − t(schnell + head) / t(dev); overhead = t(schnell + head) / t(schnell) − 1, "

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from pydantic import ValidationError
 
-from facerefine.config import SMOKE, BenchScale, BenchShared, Params, ParamsError
+from facerefine.config import SMOKE, BenchScale, BenchShared, Params, ParamsError, img2img_steps
 
 # Overridable keys of each params section (the CLI's options, with "-" for "_").
 SHARED_KEYS = tuple(BenchShared.model_fields)
@@ -118,6 +118,8 @@ def settings_record(params: Params, mode: str, options: RunOptions) -> dict[str,
             "device": options.device, "force": options.force, "peak_tflops": options.peak_tflops,
             "prompt": params.prompts.baseline_prompt, "max_steps": params.scale.max_steps,
             "dev": {"steps": list(params.bench.dev_steps), "refine_steps": params.dev.steps,
+                    "refine_strength": params.dev.strength,
+                    "refine_denoised": img2img_steps(params.dev.steps, params.dev.strength),
                     "guidance": params.dev.guidance,
                     "max_sequence_length": params.dev.max_sequence_length},
             "schnell": {"steps": params.schnell.steps, "guidance": params.schnell.guidance,

@@ -72,12 +72,42 @@ def to_image(tensor: torch.Tensor) -> Image.Image:
     return Image.fromarray(array.permute(1, 2, 0).cpu().numpy())
 
 
-def select_ids(manifest: pd.DataFrame, split: str, fraction: float, seed: int) -> list[str]:
-    """The ids of one split, subsampled to ``fraction`` by a stable hash (nested as it grows)."""
+def subset_counts(total: int, n_train: int, n_val: int, fraction: float) -> tuple[int, int]:
+    """(train, val) sizes for ``fraction`` of the *whole* dataset (``total`` subjects): the
+    paper's "a 20% subset of the entire dataset", drawn from the train split (capped at it).
+    Validation keeps the same share of its split as training takes of the train split."""
+    train = min(n_train, max(1, round(total * fraction))) if n_train else 0
+    val = min(n_val, max(1, round(n_val * train / n_train))) if n_val and n_train else 0
+    return train, val
+
+
+@dataclass(frozen=True)
+class Subset:
+    """The training subjects of a head: ``fraction`` of the ``total`` subjects of the dataset."""
+
+    train: list[str]
+    val: list[str]
+    total: int
+    fraction: float
+
+    def record(self) -> dict:
+        """What a head's config.json and metrics state about its data."""
+        return {"data_fraction": self.fraction, "dataset_pairs": self.total,
+                "train_pairs": len(self.train), "val_pairs": len(self.val)}
+
+
+def select_subset(manifest: pd.DataFrame, fraction: float, seed: int) -> Subset:
+    """``fraction`` of the whole dataset (every split of ``manifest``) from the train split, and
+    validation ids in proportion (:func:`subset_counts`); nested as ``fraction`` grows."""
+    n_train = int((manifest["split"] == "train").sum())
+    n_val = int((manifest["split"] == "val").sum())
+    k_train, k_val = subset_counts(len(manifest), n_train, n_val, fraction)
+    return Subset(_first(manifest, "train", k_train, seed), _first(manifest, "val", k_val, seed),
+                  len(manifest), fraction)
+
+
+def _first(manifest: pd.DataFrame, split: str, keep: int, seed: int) -> list[str]:
     ids = manifest.loc[manifest["split"] == split, "id"].tolist()
-    if fraction >= 1.0:
-        return sorted(ids)
-    keep = max(1, round(len(ids) * fraction)) if ids else 0
     return sorted(sorted(ids, key=lambda i: stable_hash("subset", seed, i))[:keep])
 
 

@@ -3,13 +3,20 @@
 The score of an image for an antonym prompt pair ("Good photo.", "Bad photo.") is the
 softmax, over the pair, of the cosine similarities between the image's CLIP embedding and
 each prompt's, times a fixed temperature (logit scale 100). Prompt pairs and temperature are
-torchmetrics' (``clip_image_quality_assessment``), so numbers match its definition; the CLIP
-network comes from ``facerefine.weights.clip`` (``openai/clip-vit-base-patch16`` in the paper profile,
-torchmetrics' backbone when piq's CLIP-IQA weights are not used).
+torchmetrics' (``clip_image_quality_assessment``). Two recipes (``evaluate.clip_iqa``):
 
-Why not torchmetrics: it divides the input by ``data_range`` and hands the [0, 1] tensor to
-the Hugging Face processor, which rescales by 1/255 a second time, so CLIP saw a nearly
-uniform image. Here pixels are scaled exactly once (see :func:`clip_pixels`).
+* ``original`` (:func:`clip_iqa_original_scores`): the published metric, as piq's ``CLIPIQA``
+  computes it and torchmetrics' default ``clip_iqa`` reproduces through piq: CLIP ResNet-50
+  (``weights/clip_original.py``), the image at full resolution (no resize, no crop) normalised
+  with CLIP's mean/std, and no positional embedding in the attention pool.
+* ``vit-b16`` (:func:`clip_iqa_scores`): a Hugging Face CLIP (``openai/clip-vit-base-patch16``
+  in the paper profile) through its processor's 224² resize and centre crop. Not the original
+  metric's scale; Table 4 labels the rows so. (torchmetrics can use this model when asked to by
+  name; it is not a fallback of its default.)
+
+Why not torchmetrics' ViT path: it divides the input by ``data_range`` and hands the [0, 1]
+tensor to the Hugging Face processor, which rescales by 1/255 a second time, so CLIP saw a nearly
+uniform image. Here pixels are scaled exactly once (see :func:`_unit_float`).
 """
 
 from __future__ import annotations
@@ -159,4 +166,42 @@ def clip_iqa_scores(images: Sequence[ImageInput], model, processor, *, prompts: 
     for start in range(0, len(images), batch_size):
         pixels = clip_pixels(images[start:start + batch_size], processor).to(device, dtype)
         out.append(clip_iqa_from_embeddings(_image_embeddings(model, pixels), anchors)[:, 0].cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)
+
+
+# CLIP's pixel mean and std (piq.clip_iqa.OPENAI_CLIP_MEAN / _STD; torchmetrics uses the same).
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def original_pixels(images: Sequence[ImageInput]) -> torch.Tensor:
+    """(N, 3, H, W) what the original CLIP-IQA feeds CLIP: each image at its own full resolution
+    (no resize, no crop; one size per batch), scaled to [0, 1] once and normalised with CLIP's
+    mean and std, as ``piq.CLIPIQA.forward`` does."""
+    xs = [_unit_float(image) for image in images]
+    sizes = {tuple(x.shape[-2:]) for x in xs}
+    if len(sizes) > 1:
+        raise ValueError(f"CLIP-IQA (original) scores full-resolution images: a batch must share one size, "
+                         f"got {sorted(sizes)}")
+    mean = torch.tensor(OPENAI_CLIP_MEAN).view(3, 1, 1)
+    std = torch.tensor(OPENAI_CLIP_STD).view(3, 1, 1)
+    return torch.stack([(x - mean) / std for x in xs])
+
+
+@torch.inference_mode()
+def clip_iqa_original_scores(images: Sequence[ImageInput], clip, *, prompts: Sequence[Prompt] = DEFAULT_PROMPTS,
+                             batch_size: int = 16, device: torch.device | str = "cpu") -> np.ndarray:
+    """(N,) scores in [0, 1] for the first prompt pair, the original recipe (module docstring).
+
+    ``clip``: a ``weights.clip_original.OriginalClip`` (piq's CLIP module and its tokenizer).
+    Computed in float32, as piq does."""
+    pairs = prompt_pairs(prompts)
+    model = clip.model.to(device).float().eval()
+    tokens = clip.tokens([t for pair in pairs for t in pair]).to(device)
+    anchors = F.normalize(model.encode_text(tokens).float(), dim=-1)
+    out = []
+    for start in range(0, len(images), batch_size):
+        pixels = original_pixels(images[start:start + batch_size]).to(device)
+        feats = F.normalize(model.encode_image(pixels, pos_embedding=False).float(), dim=-1)
+        out.append(clip_iqa_from_embeddings(feats, anchors)[:, 0].cpu())
     return torch.cat(out).numpy() if out else np.zeros(0, dtype=np.float32)

@@ -15,8 +15,10 @@ Instance norm has no affine parameters and the convs keep their bias, which
 is what the reference implementation does for instance norm; with ngf=64 and
 9 blocks that is exactly 11,378,179 parameters.
 
-``esa`` (ESA-CycleGAN; the paper does not say where the module goes):
-  - ``"blocks"``: an ESA gate at
+``esa`` (ESA-CycleGAN; the paper says "into each generator", one module each):
+  - ``"trunk"`` (the default, models/rules.py; ``cyclegan.esa_placement``): one ESA gate
+    after the whole residual trunk (+0.18M params).
+  - ``"blocks"`` (an alternative reading): an ESA gate at
     the end of every residual block's branch, before the skip is added, as in
     RFANet where ESA closes each residual module. The skip path stays
     ungated, so the generator keeps the easy near-identity start that makes
@@ -24,8 +26,6 @@ is what the reference implementation does for instance norm; with ngf=64 and
     skip path by ~0.5 per block at initialisation (0.5^9 over the trunk).
     Cost at ngf=64: +1.66M parameters (+15%) but only a few % more FLOPs,
     because ESA's 3x3 convs run at ~1/6 of the trunk's resolution.
-  - ``"trunk"`` (the default, models/rules.py): one ESA gate after the whole residual
-    trunk (+0.18M params).
 ESA needs the trunk (image / 4) to be at least 15x15, i.e. images >= 60x60.
 """
 

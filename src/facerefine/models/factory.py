@@ -61,7 +61,8 @@ def head_architectures(params: Params, profile: str | None = None) -> dict[str, 
     scale = params.scale if profile is None else params.profiles[profile]
     unet, cycle = scale.unet, scale.cyclegan
     return {
-        "unet": ("resunet_cbam", {"base_channels": unet.base_channels, "depth": unet.depth}),
+        "unet": ("resunet_cbam", {"base_channels": unet.base_channels, "depth": unet.depth,
+                                  "upsample": params.unet.upsample}),
         "cyclegan": ("resnet_generator", generator_arch(cycle.ngf, cycle.n_blocks)),
         "esa": ("resnet_generator", generator_arch(cycle.ngf, cycle.n_blocks, params.cyclegan.esa_placement)),
     }

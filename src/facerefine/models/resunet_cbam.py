@@ -12,7 +12,7 @@ Layout::
     stem 3x3 conv
     encoder level i:  ResBlock(CBAM) ──────────────── skip_i
                       stride-2 3x3 conv (not after the deepest level)
-    decoder level i:  nearest x2 + 3x3 conv, concat skip_i, ResBlock(CBAM)
+    decoder level i:  upsample x2, concat skip_i, ResBlock(CBAM)
     head:             norm, act, 3x3 conv → residual r
 
 Output choice: the head predicts a residual ``r`` in tanh-pre-activation space,
@@ -22,8 +22,11 @@ minimiser of the GRAD(x, z) term), it always lies in (-1, 1), and unlike a hard
 clamp of ``x + r`` its gradient never becomes exactly zero, so pixels pushed out
 of range can come back. ``x`` is clamped to ±(1 - 1e-3) before atanh to keep it
 finite, so saturated input pixels move by at most 1e-3 at initialisation.
-Upsampling is nearest + conv rather than transposed conv, which is known to
-produce checkerboard ("net-like") patterns.
+Upsampling (``upsample``; the paper does not say): ``"nearest"`` is nearest x2 + 3x3
+conv, ours, which avoids checkerboard artifacts; ``"transpose"`` is the original U-Net's
+2x2 stride-2 transposed convolution, whose periodic kernel footprint is the known source of
+the checkerboard ("net-like") patterns the paper reports in hair and beards (§5.1), hence
+its likely choice (README, "Deviations and assumptions").
 """
 
 from __future__ import annotations
@@ -122,15 +125,25 @@ class ResBlockCBAM(nn.Module):
         return self.skip(x) + self.branch(x)
 
 
-class Upsample(nn.Module):
-    """Nearest-neighbour x2 then a 3x3 conv (avoids transposed-conv checkerboards)."""
+UPSAMPLE_MODES = ("nearest", "transpose")
 
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+
+class Upsample(nn.Module):
+    """x2 upsampling: nearest-neighbour then a 3x3 conv (``nearest``, avoids checkerboards) or
+    the original U-Net's 2x2 stride-2 transposed conv (``transpose``)."""
+
+    def __init__(self, in_channels: int, out_channels: int, mode: str = "nearest") -> None:
         super().__init__()
-        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        if mode not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {mode!r}")
+        self.mode = mode
+        self.conv = (nn.Conv2d(in_channels, out_channels, 3, padding=1) if mode == "nearest"
+                     else nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if self.mode == "nearest":
+            x = nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")
+        return self.conv(x)
 
 
 class ResUNetCBAM(nn.Module):
@@ -149,6 +162,7 @@ class ResUNetCBAM(nn.Module):
         base_channels: int = 32,
         depth: int = 6,
         max_channels: int = 512,
+        upsample: str = "nearest",
     ) -> None:
         super().__init__()
         if depth < 1:
@@ -157,12 +171,13 @@ class ResUNetCBAM(nn.Module):
             raise ValueError(
                 f"need 1 <= base_channels <= max_channels, got {base_channels} and {max_channels}"
             )
-        self._config: dict[str, int] = {
+        self._config: dict[str, Any] = {
             "in_channels": in_channels,
             "out_channels": out_channels,
             "base_channels": base_channels,
             "depth": depth,
             "max_channels": max_channels,
+            "upsample": upsample,
         }
         self.depth = depth
         self.residual = in_channels == out_channels
@@ -183,7 +198,7 @@ class ResUNetCBAM(nn.Module):
         self.decoders = nn.ModuleList()
         for level in reversed(range(depth - 1)):
             width = widths[level]
-            self.upsamples.append(Upsample(previous, width))
+            self.upsamples.append(Upsample(previous, width, upsample))
             self.decoders.append(ResBlockCBAM(2 * width, width))
             previous = width
 
@@ -208,7 +223,7 @@ class ResUNetCBAM(nn.Module):
     def size_multiple(self) -> int:
         return self.size_multiple_for(self.depth)
 
-    def config(self) -> dict[str, int]:
+    def config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments; ``from_config`` rebuilds the net."""
         return dict(self._config)
 
