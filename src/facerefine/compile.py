@@ -16,6 +16,10 @@
   enhancer's batch size; outputs are cropped back to the exact input size. A head compiles
   at most ``len(ladder) ** 2`` graphs, and dynamo's recompile limit is raised to that bound
   so no bucket silently falls back to eager. Sides above the ladder's cap run eager.
+  Padding to a bucket is not free of effects: instance norm (CycleGAN, ESA) and CBAM's global
+  pooling (U-Net) see the reflected border too, so a compiled output equals an eager one exactly
+  (within float tolerance) on sizes that are their own bucket (512², 1024², …) and is close but
+  not identical on others; ``--compile off`` is the reference.
 - **Cache.** Inductor's FX-graph and autograd caches (and Triton's kernels) go to
   ``$FACEREFINE_COMPILE_CACHE``, default ``$FACEREFINE_HOME/compile`` (``./.facerefine/compile``),
   never the global ``/tmp/torchinductor_$USER``: a second process with the same head, mode and
