@@ -184,3 +184,24 @@ def test_cli_compile_on_reports_the_graphs_and_keeps_sizes(tmp_path: Path) -> No
     for i, size in enumerate(sizes):
         with Image.open(out / f"in{i}.png") as image:
             assert image.size == size
+
+
+def test_gpu_speed_script_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
+    """benchmarks/gpu_speed.py is meant for one unattended GPU run: its code paths are checked
+    here on tiny networks (compile backend 'eager': the graphs are captured, not code-generated)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from gpu_speed import main as gpu_speed
+
+    header = (Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_speed.py").read_text().splitlines()[:2]
+    # The offline GPU machine's set-up (the usage lines of the wheels script), first, verbatim.
+    assert header[0].startswith("#   python3 -m pip install") and header[0].endswith("--target /tmp/site .whl/*.whl")
+    assert header[1].startswith("#   export PYTHONPATH=$PWD/src:/tmp/site HF_HUB_OFFLINE=1")
+    out = tmp_path / "gpu_speed.json"
+    result = gpu_speed(["--tiny", "--backend", "eager", "--sections", "heads,flux", "--modes", "default",
+                        "--warmup", "0", "--repeats", "1", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert rows == result["rows"] and not [r for r in rows if "error" in r]
+    assert {(r["head"], r["variant"]) for r in rows if r["section"] == "heads"} == {
+        (h, v) for h in ("unet", "cyclegan", "esa") for v in ("eager", "default")}
+    assert [r["variant"] for r in rows if r["section"] == "flux"] == ["eager", "blocks", "full"]
+    assert all(r.get("img_per_s", 1) > 0 and r.get("s_per_step", 1) > 0 for r in rows)
