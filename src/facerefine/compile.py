@@ -181,7 +181,8 @@ class HeadRunner:
         # One placed (and compiled) copy per head, device and settings, reused by every runner:
         # the API and the ComfyUI node make an Enhancer per call, and a fresh copy would retrace.
         # The weights' version counters are in the key, so an in-place update makes a new copy.
-        key = (str(self.device), self.dtype, self.compiled, self.mode, backend if isinstance(backend, str) else id(backend),
+        backend_key = backend if isinstance(backend, str) else id(backend)
+        key = (str(self.device), self.dtype, self.compiled, self.mode, backend_key,
                tuple(p._version for p in model.parameters()))
         placed = model.__dict__.setdefault(_PLACED, {})  # lives (and dies) with the head's model
         if key not in placed:

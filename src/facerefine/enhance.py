@@ -13,7 +13,8 @@ The pieces are small and mostly pure, so each can be tested on its own:
 - files: discovery of an image, a folder (recursive) or a glob, and the
   output path that mirrors it.
 - :class:`Enhancer` wraps a :class:`~facerefine.heads.Head` (device, dtype,
-  channels_last, ``torch.compile`` by default on CUDA with size buckets: facerefine.compile); :func:`enhance_files` streams
+  channels_last, ``torch.compile`` by default on CUDA with size buckets: facerefine.compile);
+  :func:`enhance_files` streams
   files through it: DataLoader workers decode while the model computes, equal
   sizes are batched, finished outputs are skipped, bad files are reported and
   skipped, and every output is written to a temp name and renamed.
