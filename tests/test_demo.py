@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from facerefine import cli, demo
-from facerefine.cli import _load_enhancer
+from facerefine.backend import load_enhancer
 from facerefine.head_folder import write_head_folder
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
@@ -70,7 +70,7 @@ def test_read_upload_names_what_enhance_does_with_the_mode(uploads: dict[str, Pa
 
 def test_refine_files_keeps_sizes_and_modes_and_reports_bad_files(head_dir: Path, uploads: dict[str, Path],
                                                                    tmp_path: Path, one_thread) -> None:
-    enhancer = _load_enhancer(str(head_dir), "cpu", "float32", backend="torch")
+    enhancer = load_enhancer(str(head_dir), "cpu", "float32", backend="torch")
     order = ["rgb", "corrupt", "rgba", "grey", "grey16", "tiff"]
     results = demo.refine_files(enhancer, [uploads[k] for k in order], tmp_path)
     assert [r.output is not None for r in results] == [True, False, True, True, True, False]
@@ -90,7 +90,7 @@ def test_refine_files_keeps_sizes_and_modes_and_reports_bad_files(head_dir: Path
 
 def test_the_page_refines_exactly_as_enhance_does(head_dir: Path, uploads: dict[str, Path], tmp_path: Path,
                                                   one_thread) -> None:
-    enhancer = _load_enhancer(str(head_dir), "cpu", "float32", backend="torch")
+    enhancer = load_enhancer(str(head_dir), "cpu", "float32", backend="torch")
     [result] = demo.refine_files(enhancer, [uploads["rgba"]], tmp_path / "page")
     out = tmp_path / "cli.png"
     run = CliRunner().invoke(cli.main, ["enhance", str(uploads["rgba"]), str(out), "--head", str(head_dir),
@@ -133,9 +133,9 @@ def test_space_requirements_cover_what_the_page_imports(head_dir: Path, uploads:
 import sys, importlib.metadata as md
 from pathlib import Path
 from facerefine import demo
-from facerefine.cli import _load_enhancer
+from facerefine.backend import load_enhancer
 demo.build_app(demo.DemoConfig(backend="torch", device="cpu"))
-demo.refine_files(_load_enhancer({str(head_dir)!r}, "cpu", "float32", backend="torch"), [{str(uploads["rgb"])!r}],
+demo.refine_files(load_enhancer({str(head_dir)!r}, "cpu", "float32", backend="torch"), [{str(uploads["rgb"])!r}],
                   Path({str(tmp_path)!r}))
 owners = md.packages_distributions()
 print(" ".join(sorted({{d for m in list(sys.modules) for d in owners.get(m.split(".")[0], [])}})))

@@ -65,14 +65,17 @@ def load_head(name_or_path: str | Path, device: str | torch.device = "cpu", **kw
 
 
 def make_enhancer(head: Any, *, device: str | torch.device | None = None, dtype: str = "float32",
-                  batch_size: int = 4, tile: int | None = None, overlap: int = 32) -> Enhancer:
+                  batch_size: int = 4, tile: int | None = None, overlap: int = 32,
+                  compile: str = "auto", compile_mode: str | None = None) -> Enhancer:
     """An Enhancer for a Head (on the head's current device unless ``device`` is given), or the
-    given Enhancer itself (e.g. an onnxruntime one)."""
+    given Enhancer itself (e.g. an onnxruntime one). ``compile``: auto (on CUDA only) | on | off;
+    the compiled head is kept with the head's model, so repeated calls compile once."""
     if isinstance(head, Enhancer):
         return head
     if device is None:
         device = next(head.model.parameters()).device
-    return Enhancer(head, device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
+    return Enhancer(head, device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap,
+                    compile=compile, compile_mode=compile_mode)
 
 
 def refine_batch(enhancer: Enhancer, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +137,7 @@ def refine(head: Any, images: Any, **options: Any) -> Any:
     ``images``: a PIL image, a numpy array (H x W x 3 or N x H x W x 3), a torch tensor
     (3 x H x W or N x 3 x H x W), or a list/tuple of any of these (e.g. a diffusers
     pipeline's ``.images``). Returns the same kind. ``options``: ``device``, ``dtype``,
-    ``batch_size``, ``tile``, ``overlap`` as for ``facerefine enhance``.
+    ``batch_size``, ``tile``, ``overlap``, ``compile``, ``compile_mode`` as for ``facerefine enhance``.
     """
     enhancer = make_enhancer(head, **options)
     if isinstance(images, Image.Image):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +15,8 @@ if TYPE_CHECKING:
 
 # A literal copy of facerefine.enhance's choices, so that `facerefine --help` does not import torch.
 FORMATS = ("jpeg", "png", "webp")
+COMPILE_CHOICES = ("auto", "on", "off")  # facerefine.compile.COMPILE_CHOICES / COMPILE_MODES
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
 @click.group()
@@ -34,45 +35,18 @@ def standins() -> None:
 
 
 def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1, tile: int | None = None,
-                   overlap: int = 32, compile_: bool = False, backend: str = "torch") -> Enhancer:
-    from facerefine.enhance import Enhancer, default_device
+                   overlap: int = 32, compile_: str = "auto", backend: str = "torch",
+                   compile_mode: str | None = None) -> Enhancer:
+    """:func:`facerefine.backend.load_enhancer` with its errors worded as click's."""
+    from facerefine.backend import HeadError, load_enhancer
 
-    auto = backend == "auto"
-    if auto:
-        from facerefine.onnx_backend import default_backend
-
-        backend = default_backend(head, device, dtype, compile_)
-    if backend == "onnxruntime":
-        from facerefine.onnx_backend import OnnxHead
-
-        try:
-            onnx_head = OnnxHead.load(head)
-        except (OSError, ValueError, ImportError, RuntimeError) as err:  # OSError: e.g. a read-only cache
-            if not auto or str(head).endswith(".onnx"):
-                raise click.BadParameter(str(err), param_hint="--head") from None
-            click.echo(f"note: onnxruntime unavailable for this head ({err}); running it on torch", err=True)
-            return _load_enhancer(head, device, dtype, batch_size, tile, overlap, compile_, "torch")
-        try:
-            return onnx_head.enhancer(device=device, dtype=dtype, batch_size=batch_size, tile=tile, overlap=overlap)
-        except ValueError as err:
-            raise click.UsageError(str(err)) from None
-    from facerefine.heads import read_head_folder
-
-    device = device or default_device()
     try:
-        loaded = read_head_folder(head)
-    except (FileNotFoundError, ValueError) as err:
+        return load_enhancer(head, device, dtype, batch_size, tile, overlap, compile_, backend, compile_mode,
+                             note=lambda text: click.echo(f"note: {text}", err=True))
+    except HeadError as err:
         raise click.BadParameter(str(err), param_hint="--head") from None
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            enhancer = Enhancer(loaded, device=device, dtype=dtype, batch_size=batch_size, tile=tile,
-                                overlap=overlap, compile=compile_)
-        except ValueError as err:  # e.g. an overlap as large as the tile
-            raise click.UsageError(str(err)) from None
-    for w in caught:
-        click.echo(f"note: {w.message}", err=True)
-    return enhancer
+    except ValueError as err:  # e.g. an overlap as large as the tile
+        raise click.UsageError(str(err)) from None
 
 
 _device = click.option("--device", default=None, help="cpu, cuda, cuda:1, … (default: cuda if available)")
@@ -101,13 +75,18 @@ _dtype = click.option("--dtype", type=click.Choice(DTYPES), default="float32", s
               help="images (of equal padded size) or tiles per forward pass")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="image-decoding processes (default: 0 on CPU, 4 on GPU)")
-@click.option("--compile/--no-compile", "compile_", default=False, show_default=True, help="torch.compile the head")
+@click.option("--compile", "compile_", type=click.Choice(COMPILE_CHOICES), default="auto", show_default=True,
+              help="torch.compile the head (auto: on CUDA only); image sizes go to a bounded set of buckets, "
+                   "compiled code is cached in .facerefine/compile/ (FACEREFINE_COMPILE_CACHE)")
+@click.option("--compile-mode", type=click.Choice(COMPILE_MODES), default=None,
+              help="torch.compile mode (default: max-autotune-no-cudagraphs on CUDA, default on CPU; "
+                   "reduce-overhead adds CUDA graphs, which pay for small images)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @_device
 @_dtype
 def enhance(input_spec: str, output: str, head: str, backend: str, image_format: str | None, quality: int,
-            overwrite: bool, tile: int, overlap: int, batch_size: int, workers: int | None, compile_: bool, quiet: bool,
-            device: str | None, dtype: str) -> None:
+            overwrite: bool, tile: int, overlap: int, batch_size: int, workers: int | None, compile_: str,
+            compile_mode: str | None, quiet: bool, device: str | None, dtype: str) -> None:
     """Refine an image, a folder (recursive) or a quoted glob ("photos/**/*.jpg") with a head.
 
     OUTPUT mirrors INPUT: a file for a single image (or a folder if it exists or ends
@@ -125,7 +104,7 @@ def enhance(input_spec: str, output: str, head: str, backend: str, image_format:
         check_not_in_place(jobs)
     except (FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
-    enhancer = _load_enhancer(head, device, dtype, batch_size, tile or None, overlap, compile_, backend)
+    enhancer = _load_enhancer(head, device, dtype, batch_size, tile or None, overlap, compile_, backend, compile_mode)
     if workers is None:
         workers = 4 if enhancer.device.type == "cuda" else 0
     where = output if output_is_folder(inputs, output) else Path(output).parent
@@ -134,6 +113,8 @@ def enhance(input_spec: str, output: str, head: str, backend: str, image_format:
     report = enhance_files(enhancer, jobs, overwrite=overwrite, workers=workers, quality=quality,
                            progress=not quiet)
     click.echo(report.summary(), err=not report.ok)
+    if enhancer.compiled:
+        click.echo(enhancer.runner.summary(), err=True)
     if not report.ok:
         sys.exit(1)
 

@@ -260,7 +260,7 @@ class EvaluateParams(_Strict):
 
 
 class BenchShared(_Strict):
-    compile: bool          # torch.compile the heads (compile time is kept out of the statistics)
+    compile: bool | Literal["auto"]  # torch.compile the heads (auto: on CUDA); compile time kept out of the stats
     channels_last: bool
     dev_steps: list[PositiveInt] = Field(min_length=1)  # dev is timed at each (paper 50, diffusers' t2i 28)
     headline_dev_steps: PositiveInt                     # the one the headline saving is against
@@ -340,7 +340,8 @@ class Params(_Strict):
     @model_validator(mode="after")
     def _compile_needs_warmup(self) -> "Params":
         # The first call of a compiled head compiles it: that call must not be timed.
-        if self.bench.compile and self.profile in self.profiles and self.scale.bench.head_warmup < 1:
+        # (auto compiles on CUDA only: the benchmark then warms up at least once whatever this says)
+        if self.bench.compile is True and self.profile in self.profiles and self.scale.bench.head_warmup < 1:
             raise ValueError(f"bench.compile: true needs profiles.{self.profile}.bench.head_warmup >= 1 "
                              "(the first call compiles and must not be timed)")
         return self

@@ -20,6 +20,7 @@ Space (``app.py``) and its ``requirements.txt`` (:func:`space_requirements`) com
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -32,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from facerefine import paths
+
+log = logging.getLogger("facerefine.demo")
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -195,9 +198,7 @@ class Enhancers:
 
     def get(self, head: str) -> Enhancer:
         """The Enhancer for ``head``, or :class:`UploadError` with the loader's message."""
-        import click
-
-        from facerefine.cli import _load_enhancer
+        from facerefine.backend import load_enhancer
 
         if not head:
             raise UploadError("choose a head (a name in models/heads/, a folder, a Hub repo id or an .onnx)")
@@ -205,10 +206,11 @@ class Enhancers:
             if self._current is None or self._current[0] != head:
                 self._current = None
                 try:
-                    enhancer = _load_enhancer(head, self.config.device, "float32", batch_size=1,
-                                              tile=self.config.tile, backend=self.config.backend)
-                except click.ClickException as err:
-                    raise UploadError(f"head '{head}': {err.format_message()}") from None
+                    enhancer = load_enhancer(head, self.config.device, "float32", batch_size=1,
+                                             tile=self.config.tile, backend=self.config.backend,
+                                             note=lambda text: log.info("head '%s': %s", head, text))
+                except ValueError as err:  # HeadError included
+                    raise UploadError(f"head '{head}': {err}") from None
                 self._current = (head, enhancer)
             return self._current[1]
 

@@ -13,7 +13,8 @@ The pieces are small and mostly pure, so each can be tested on its own:
 - files: discovery of an image, a folder (recursive) or a glob, and the
   output path that mirrors it.
 - :class:`Enhancer` wraps a :class:`~facerefine.heads.HeadFolder` (device, dtype,
-  channels_last, optional ``torch.compile``); :func:`enhance_files` streams
+  channels_last, ``torch.compile`` by default on CUDA with size buckets: facerefine.compile);
+  :func:`enhance_files` streams
   files through it: DataLoader workers decode while the model computes, equal
   sizes are batched, finished outputs are skipped, bad files are reported and
   skipped, and every output is written to a temp name and renamed.
@@ -23,7 +24,6 @@ FLUX.1-schnell text-to-image for ``facerefine generate`` is in ``generate.py``.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import math
 import os
@@ -42,7 +42,6 @@ from torch.utils.data import DataLoader, Dataset
 from facerefine.data.datasets import to_tensor
 from facerefine.heads import HeadFolder
 from facerefine.io import temp_name
-from facerefine.precision import effective_dtype, torch_dtype
 
 # Extension -> Pillow format of what we read from folders and globs and can write.
 EXTENSION_FORMATS: dict[str, str] = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
@@ -365,13 +364,6 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def autocast_dtype(device: torch.device, dtype: str) -> torch.dtype | None:
-    """Reduced precision as autocast (None: float32), by the one CPU rule of
-    :func:`facerefine.precision.effective_dtype`."""
-    dtype = effective_dtype(dtype, device)
-    return None if dtype == "float32" else torch_dtype(dtype)
-
-
 class Enhancer:
     """A head ready for inference on any image size.
 
@@ -382,28 +374,44 @@ class Enhancer:
 
     def __init__(self, head: HeadFolder, *, device: str | torch.device = "cpu", dtype: str = "float32",
                  batch_size: int = 1, tile: int | None = None, overlap: int = 32,
-                 compile: bool = False) -> None:
+                 compile: str | bool | None = "auto", compile_mode: str | None = None,
+                 compile_backend: Any = "inductor", bucket_cap: int | None = None) -> None:
+        from facerefine.compile import BUCKET_CAP, HeadRunner
+
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.head = head
         self.device = torch.device(device)
-        self.dtype = autocast_dtype(self.device, dtype)
         self.batch_size = batch_size
         self.multiple, self.min_size = head.size_multiple, head.min_size
-        # channels_last helps cuDNN convs; on CPU it measured no faster for these nets.
-        self.memory_format = torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
-        model = head.model.to(self.device).eval().to(memory_format=self.memory_format)
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.model = torch.compile(model) if compile else model
         self.tile = supported_size(tile, self.multiple, self.min_size) if tile else None
         if self.tile and not 0 <= overlap < self.tile:
             raise ValueError(f"overlap must be in [0, {self.tile}) for tile {self.tile}, got {overlap}")
         self.overlap = overlap
+        # Compiled: sizes go to buckets (facerefine.compile); a tile is padded to its bucket too.
+        cap = bucket_cap or max(BUCKET_CAP, self.tile or 0)
+        self.runner = HeadRunner(head.model, self.device, dtype=dtype, compile=compile, mode=compile_mode,
+                                 backend=compile_backend, batch_size=batch_size, multiple=self.multiple,
+                                 minimum=self.min_size, cap=cap)
+        self.model = self.runner.eager
+
+    @property
+    def compiled(self) -> bool:
+        return self.runner.compiled
 
     # -- sizes
 
     def padding(self, height: int, width: int) -> Padding:
+        """Reflect padding to the head's smallest supported size, or, compiled, to the size's
+        bucket (a bounded set of shapes: one graph each)."""
+        if self.compiled:
+            from facerefine.compile import bucket_side
+
+            side_h = bucket_side(supported_size(height, self.multiple, self.min_size), self.runner.ladder)
+            side_w = bucket_side(supported_size(width, self.multiple, self.min_size), self.runner.ladder)
+            if side_h is not None and side_w is not None:
+                dh, dw = side_h - height, side_w - width
+                return Padding(dh // 2, dh - dh // 2, dw // 2, dw - dw // 2)
         return padding_for(height, width, self.multiple, self.min_size)
 
     def needs_tiling(self, height: int, width: int) -> bool:
@@ -422,11 +430,7 @@ class Enhancer:
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
         """The head on a batch of supported size (N x 3 x H x W, on any device) -> float32 on
         ``self.device``."""
-        x = batch.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
-        precision = (torch.autocast(self.device.type, dtype=self.dtype) if self.dtype is not None
-                     else contextlib.nullcontext())
-        with precision:
-            return self.model(x).float()
+        return self.runner(batch)
 
     @torch.inference_mode()
     def enhance_batch(self, images: Sequence[torch.Tensor]) -> list[torch.Tensor]:

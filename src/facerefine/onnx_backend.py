@@ -217,7 +217,8 @@ class OnnxEnhancer(Enhancer):
         if dtype != "float32":
             raise ValueError(f"the onnxruntime backend runs float32 only, got --dtype {dtype}")
         # The Enhancer's own set-up (sizes, tiles, checks); its torch model is a placeholder.
-        super().__init__(head, device="cpu", dtype="float32", batch_size=batch_size, tile=tile, overlap=overlap)
+        super().__init__(head, device="cpu", dtype="float32", batch_size=batch_size, tile=tile, overlap=overlap,
+                         compile="off")
         self.session = head.session
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:

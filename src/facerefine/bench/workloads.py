@@ -29,6 +29,7 @@ from facerefine.bench.outputs import fmt_seconds as _fmt_s
 from facerefine.bench.settings import (RunOptions, check_mode, effective_mode, resolve_device,
                                        settings_record)
 from facerefine.bench.timing import time_callable
+from facerefine.compile import default_mode, use_cache, wants_compile
 from facerefine.config import SMOKE, Params
 
 log = logging.getLogger("facerefine.bench")
@@ -111,6 +112,7 @@ class Bench:
         self.mode, self.options, self.device = mode, options, device
         self.scale, self.shared = params.scale.bench, params.bench
         self.cuda = device.type == "cuda"
+        self.compiled = wants_compile(self.shared.compile, device)  # auto: on CUDA, as every head runs
         self.memory = PeakMemory(device)
         # Synchronise only to stop the clock (see time_callable).
         self.sync = (lambda: torch.cuda.synchronize(device)) if self.cuda else None
@@ -126,12 +128,14 @@ class Bench:
         return model
 
     def head_callable(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        if not self.shared.compile:
+        if not self.compiled:
             return model
         # A fresh graph per (size, batch): static shapes compile best, and resetting keeps
         # many sizes from hitting dynamo's recompile limit (which silently falls back to eager).
+        # Compiled code goes to the project's compile cache, so a rerun skips the compile.
+        use_cache()
         torch._dynamo.reset()
-        return torch.compile(model, dynamic=False)
+        return torch.compile(model, dynamic=False, mode=default_mode(self.device))
 
     def head_input(self, images: torch.Tensor) -> torch.Tensor:
         """Pipeline output in [0, 1] -> the heads' [-1, 1], float32 (autocast casts on the GPU)."""
@@ -229,7 +233,7 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -
         "headline_dev_steps": params.bench.headline_dev_steps,
         "environment": environment(device, mode=mode, pipeline_dtype=pipe_dtype,
                                    head_precision="bf16 autocast" if bench.cuda else "float32",
-                                   compile=params.bench.compile, channels_last=params.bench.channels_last,
+                                   compile=bench.compiled, channels_last=params.bench.channels_last,
                                    memory_kind=bench.memory.kind),
         "settings": settings_record(params, mode, options),
         "text_encoding": {}, "pipelines": {}, "schnell_plus_head": {}, "heads": {},
@@ -291,7 +295,7 @@ def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, pro
 
             # With compile, the first call compiles the head: always warm up at least once.
             cell[str(size)] = bench.measure(end_to_end, images=1,
-                                            warmup=max(scale.warmup, int(bench.shared.compile)),
+                                            warmup=max(scale.warmup, int(bench.compiled)),
                                             repeats=scale.repeats)
             log.info("%s + %s %d²: %s", role, head.name, size, _fmt_s(cell[str(size)].get("seconds_per_image")))
 
@@ -325,7 +329,7 @@ def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[
                     with bench.autocast():
                         return fn(x)
 
-                rec = bench.measure(head_alone, images=batch, warmup=scale.head_warmup,
+                rec = bench.measure(head_alone, images=batch, warmup=max(scale.head_warmup, int(bench.compiled)),
                                     repeats=scale.head_repeats)
                 if "images_per_second" in rec:
                     tf = achieved_tflops(gflop, rec["images_per_second"])
