@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from facerefine import numerics
+
 if TYPE_CHECKING:
     from facerefine.enhance import Enhancer
 
@@ -35,6 +37,8 @@ def standins() -> None:
 def _load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1, tile: int | None = None,
                    overlap: int = 32, compile_: bool = False, backend: str = "torch") -> Enhancer:
     from facerefine.enhance import Enhancer, default_device
+
+    numerics.pin_torch()
 
     auto = backend == "auto"
     if auto:
@@ -164,6 +168,8 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
     """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
     from facerefine.enhance import EXTENSION_FORMATS, default_device, generate_settings, save_atomic
     from facerefine.enhance import generate as run_generate
+
+    numerics.pin_torch()
 
     image_format = EXTENSION_FORMATS.get(output.suffix.lower())
     if image_format is None:
