@@ -214,7 +214,10 @@ def test_review_shows_a_param_change_and_what_it_did(tmp_path):
     _sh(repo, "python", "stages/summary.py")
     pngs = sorted(p.relative_to(repo).as_posix() for p in (repo / "reports").rglob("*.png"))
     assert len(pngs) >= 2
-    (repo / pngs[0]).write_bytes((repo / pngs[0]).read_bytes() + b"\0")
+    from PIL import Image, ImageOps  # a real change of the pixels (same bytes' pixels would be drift)
+
+    with Image.open(repo / pngs[0]) as image:
+        ImageOps.invert(image.convert("RGB")).save(repo / pngs[0])
     (repo / pngs[1]).unlink()
     (repo / "reports" / "new_figure.png").write_bytes(b"\x89PNG new")
     (repo / "reports" / "notes.txt").write_text("not a figure")
