@@ -7,6 +7,8 @@ dvc.yaml runs one instance per grid cell (a DVC matrix). Multi-GPU / multi-node:
 import argparse
 
 import pandas as pd
+
+import facerefine  # noqa: F401  before torch: pins the CPU numerics (facerefine.numerics)
 import torch
 from torch.utils.data import DataLoader
 

@@ -4,6 +4,8 @@ Multi-GPU: `accelerate launch --num_processes N stages/train_unet.py`.
 """
 
 import pandas as pd
+
+import facerefine  # noqa: F401  before torch: pins the CPU numerics (facerefine.numerics)
 import torch
 from torch.utils.data import DataLoader
 

@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 import pytest
+
+import facerefine  # noqa: F401  before torch: the same pinned numerics as the stages (facerefine.numerics)
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

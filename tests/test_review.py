@@ -214,7 +214,10 @@ def test_review_shows_a_param_change_and_what_it_did(tmp_path):
     _sh(repo, "python", "stages/summary.py")
     pngs = sorted(p.relative_to(repo).as_posix() for p in (repo / "reports").rglob("*.png"))
     assert len(pngs) >= 2
-    (repo / pngs[0]).write_bytes((repo / pngs[0]).read_bytes() + b"\0")
+    from PIL import Image, ImageOps  # a real change of the pixels (same bytes' pixels would be drift)
+
+    with Image.open(repo / pngs[0]) as image:
+        ImageOps.invert(image.convert("RGB")).save(repo / pngs[0])
     (repo / pngs[1]).unlink()
     (repo / "reports" / "new_figure.png").write_bytes(b"\x89PNG new")
     (repo / "reports" / "notes.txt").write_text("not a figure")
@@ -272,3 +275,40 @@ def test_dvc_remote_push_then_pull_skips_generation(tmp_path):
     assert "Stage 'generate_schnell' didn't change" in repro and "Stage 'prompts' didn't change" in repro
     dry = _sh(repo, "dvc", "repro", "--dry", "refine_dev")
     assert "Stage 'generate_schnell' didn't change" in dry and "Running stage 'refine_dev'" in dry
+
+
+def _png_bytes(array) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.asarray(array, dtype=np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_drift_is_shown_apart_from_real_changes():
+    """Another machine's last digits: the figure and the headline number are drift, not changes."""
+    import numpy as np
+
+    grid = (np.arange(32 * 32 * 3).reshape(32, 32, 3) * 5) % 256
+    base = {"reports/tsne.png": _png_bytes(grid), "reports/grid.png": _png_bytes(grid)}
+    workspace = {"reports/tsne.png": _png_bytes(np.clip(grid + (grid % 3 == 0), 0, 255)),
+                 "reports/grid.png": _png_bytes((grid + 128) % 256)}
+    figures = figure_changes(base, workspace)
+    assert figures.changed == ("reports/grid.png",)
+    assert [path for path, _ in figures.drifted] == ["reports/tsne.png"] and "PSNR" in figures.drifted[0][1]
+
+    table = headline_table({"fid_diff.unet": -31.91, "val": 0.2, "faces": 12},
+                           {"fid_diff.unet": -31.39, "val": 0.3, "faces": 13}, "main")
+    rows = {line.split(" | ")[0].strip("| "): line for line in table.splitlines()[2:]}
+    assert rows[label("fid_diff.unet")].endswith("| +0.52 (drift) |")
+    assert rows[label("val")].endswith("| +0.1 |") and rows[label("faces")].endswith("| +1 |")
+
+    md = render_review(rev="main", smoke=False, summary_base=None, summary_workspace=None, params_md="",
+                       metrics_md="", figures=figures, metrics_drifted=[("metrics/unet.json", "relative 2e-05")])
+    assert "- changed: `reports/grid.png`" in md
+    assert "- reproduced within tolerance: `reports/tsne.png` (largest drift: PSNR" in md
+    assert "### Reproduced within tolerance (`metrics/` vs `main`)" in md
+    assert "- `metrics/unet.json`: largest drift relative 2e-05" in md

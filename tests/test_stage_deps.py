@@ -34,8 +34,11 @@ PLUMBING = {
     "facerefine.paths",        # where outs live; a moved out is a dvc.yaml change DVC sees anyway
     "facerefine.distributed",  # process topology (rank, world size, barrier); shards are rank-independent
     "facerefine.stagekit",     # entry point: logging format, exit codes for user errors
-    "facerefine",              # the package __init__: lazy names of the Python API (load_head, Head), unused by stages
 }
+# Not deps themselves, but what they import is followed: the package __init__ holds the lazy
+# names of the Python API (load_head, Head), unused by stages, and applies facerefine.numerics,
+# whose CPU pins decide the bits of every computed output (so numerics.py is a dep everywhere).
+FOLLOWED_NOT_DEPS = {"facerefine"}
 # Deliberately NOT plumbing:
 # - io.py: its writers decide the bytes of every json/parquet/png out (JSON indent and key
 #   order, parquet options and metadata); changing write_parquet changes data/prompts.
@@ -179,7 +182,7 @@ def uncovered_modules(cmd: str, deps: list[Path]) -> list[str]:
     missing = [] if covered(script, deps) else [f"{script} (the stage script itself)"]
     for name in sorted(loaded_modules(REPO / script)):
         path = module_file(name)
-        if name in PLUMBING or not runs_code(path):
+        if name in PLUMBING or name in FOLLOWED_NOT_DEPS or not runs_code(path):
             continue
         rel = path.relative_to(REPO)
         if not covered(rel, deps):

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from facerefine import numerics
+
+# Before any facerefine module imports torch: the numeric pins (facerefine.numerics) must be in
+# the environment when torch loads. FACEREFINE_NUMERICS=native opts out.
+numerics.apply()
+
 _LAZY = {"load_head": "facerefine.api", "Head": "facerefine.api", "refine": "facerefine.api",
          "load_onnx": "facerefine.onnx_backend"}
 __all__ = sorted(_LAZY)

@@ -14,6 +14,8 @@ import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from facerefine import numerics
+
 if TYPE_CHECKING:
     from facerefine.enhance import Enhancer
 
@@ -31,6 +33,7 @@ def load_enhancer(head: str, device: str | None, dtype: str, batch_size: int = 1
     exports, else torch; an export that fails falls back to torch with a note)."""
     from facerefine.enhance import Enhancer, default_device
 
+    numerics.pin_torch()  # deterministic algorithms, as in the stages
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     auto = backend == "auto"

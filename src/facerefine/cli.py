@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from facerefine import numerics
 from facerefine.precision import DTYPES  # torch-free, so `facerefine --help` stays light
 
 if TYPE_CHECKING:
@@ -147,6 +148,8 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
     from facerefine.enhance import EXTENSION_FORMATS, default_device, save_atomic
     from facerefine.generate import generate as run_generate
     from facerefine.generate import generate_settings
+
+    numerics.pin_torch()
 
     image_format = EXTENSION_FORMATS.get(output.suffix.lower())
     if image_format is None:

@@ -7,7 +7,10 @@ and a person at their terminal gets the same report with
 1. the stand-in banner when the workspace's active profile uses any ``smoke``/``random`` network;
 2. the headline table of ``metrics/summary.json`` (base, workspace, change);
 3. ``dvc params diff REV --md`` and ``dvc metrics diff REV --md``;
-4. the figures (PNG files under ``reports/``) added, changed or removed since REV.
+4. the figures (PNG files under ``reports/``) added, changed or removed since REV;
+5. what was only reproduced within tolerance (``facerefine.drift``): metrics files and figures
+   that differ from REV in their last digits or levels, as another machine leaves them, kept
+   apart from real changes (the headline marks such a number "drift").
 
 Git and DVC run as subprocesses from the repository root; rendering is pure.
 """
@@ -24,11 +27,13 @@ from typing import Any
 
 import yaml
 
+from facerefine import drift
 from facerefine.config import standin_specs
 from facerefine.summary import label
 
 SUMMARY = "metrics/summary.json"
 REPORTS = "reports"
+METRICS = "metrics"
 SMOKE_BANNER = ("> **Stand-in networks:** this profile uses randomly initialised networks, so "
                 "these numbers only show that the pipeline runs; their changes mean nothing about quality. "
                 "`dvc exp run -S profile=paper` gives real numbers.")
@@ -90,15 +95,16 @@ def _names(proc: subprocess.CompletedProcess[bytes]) -> list[str]:
     return [n for n in proc.stdout.decode().split("\0") if n]
 
 
-def pngs_at(rev: str, root: Path, folder: str = REPORTS) -> list[str]:
+def files_at(rev: str, root: Path, folder: str = REPORTS, suffix: str = ".png") -> list[str]:
     proc = _git(["ls-tree", "-r", "-z", "--name-only", rev, "--", folder], root)
-    return [n for n in _names(proc) if n.lower().endswith(".png")]
+    return [n for n in _names(proc) if n.lower().endswith(suffix)]
 
 
-def pngs_in_workspace(root: Path, folder: str = REPORTS) -> list[str]:
-    """Tracked and new (not git-ignored) PNGs: figures DVC caches instead of git are skipped on both sides."""
+def files_in_workspace(root: Path, folder: str = REPORTS, suffix: str = ".png") -> list[str]:
+    """Tracked and new (not git-ignored) files (PNGs by default): files DVC caches instead of git are
+    skipped on both sides."""
     proc = _git(["ls-files", "-z", "--cached", "--others", "--exclude-standard", "--", folder], root)
-    return [n for n in _names(proc) if n.lower().endswith(".png") and (root / n).is_file()]
+    return [n for n in _names(proc) if n.lower().endswith(suffix) and (root / n).is_file()]
 
 
 # --------------------------------------------------------------------------- pure parts
@@ -109,18 +115,31 @@ class FigureChanges:
     added: tuple[str, ...] = ()
     changed: tuple[str, ...] = ()
     removed: tuple[str, ...] = ()
+    drifted: tuple[tuple[str, str], ...] = ()  # (path, largest drift): reproduced within tolerance
 
     @property
     def empty(self) -> bool:
-        return not (self.added or self.changed or self.removed)
+        return not (self.added or self.changed or self.removed or self.drifted)
+
+
+def drifts(base: Mapping[str, bytes], workspace: Mapping[str, bytes]) -> tuple[list[str], list[tuple[str, str]]]:
+    """Files in both whose bytes differ: (changed paths, (path, largest drift) within tolerance)."""
+    changed, drifted = [], []
+    for path in sorted(set(base) & set(workspace)):
+        found = drift.compare(path, base[path], workspace[path])
+        if found is not None:
+            (drifted.append((path, found.largest)) if found.within else changed.append(path))
+    return changed, drifted
 
 
 def figure_changes(base: Mapping[str, bytes], workspace: Mapping[str, bytes]) -> FigureChanges:
     """Compare figures by content: path -> bytes at the base and in the workspace."""
+    changed, drifted = drifts(base, workspace)
     return FigureChanges(
         added=tuple(sorted(set(workspace) - set(base))),
-        changed=tuple(sorted(p for p in set(base) & set(workspace) if base[p] != workspace[p])),
+        changed=tuple(changed),
         removed=tuple(sorted(set(base) - set(workspace))),
+        drifted=tuple(drifted),
     )
 
 
@@ -145,7 +164,10 @@ def _fmt(v: Any) -> str:
 def _delta(old: Any, new: Any) -> str:
     if _is_number(old) and _is_number(new):
         d = new - old
-        return "0" if d == 0 else f"{d:+.4g}"
+        if d == 0:
+            return "0"
+        close = not (isinstance(old, int) and isinstance(new, int)) and drift.numbers_close(old, new)
+        return f"{d:+.4g} (drift)" if close else f"{d:+.4g}"
     return "" if old == new else "changed"
 
 
@@ -175,12 +197,24 @@ def _figures_section(changes: FigureChanges, rev: str) -> list[str]:
         return out + ["_no changes_", ""]
     for kind in ("added", "changed", "removed"):
         out += [f"- {kind}: `{path}`" for path in getattr(changes, kind)]
+    out += [f"- reproduced within tolerance: `{path}` (largest drift: {largest})" for path, largest in changes.drifted]
     return out + [""]
+
+
+def _drift_section(metrics_drifted: Sequence[tuple[str, str]], rev: str) -> list[str]:
+    """Metrics files that differ from REV only within tolerance: drift, not a change."""
+    if not metrics_drifted:
+        return []
+    out = [f"### Reproduced within tolerance (`{METRICS}/` vs `{rev}`)", "",
+           "These differ only in their last digits (another CPU, a GPU or other package versions; "
+           "tolerances in `facerefine.drift`); `dvc metrics diff` above lists them too.", ""]
+    return out + [f"- `{path}`: largest drift {largest}" for path, largest in metrics_drifted] + [""]
 
 
 def render_review(*, rev: str, smoke: bool, summary_base: Mapping[str, Any] | None,
                   summary_workspace: Mapping[str, Any] | None, params_md: str, metrics_md: str,
-                  figures: FigureChanges, params_warnings: str = "", metrics_warnings: str = "") -> str:
+                  figures: FigureChanges, params_warnings: str = "", metrics_warnings: str = "",
+                  metrics_drifted: Sequence[tuple[str, str]] = ()) -> str:
     parts = [f"## facerefine review: workspace vs `{rev}`", ""]
     if smoke:
         parts += [SMOKE_BANNER, ""]
@@ -188,6 +222,7 @@ def render_review(*, rev: str, smoke: bool, summary_base: Mapping[str, Any] | No
     parts += _dvc_section(f"Params (`dvc params diff {rev}`)", params_md, params_warnings)
     parts += _dvc_section(f"Metrics (`dvc metrics diff {rev}`)", metrics_md, metrics_warnings)
     parts += _figures_section(figures, rev)
+    parts += _drift_section(metrics_drifted, rev)
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -230,10 +265,17 @@ def workspace_uses_standins(root: Path) -> bool:
 
 
 def collect_figures(rev: str, root: Path) -> FigureChanges:
-    base_paths, ws_paths = pngs_at(rev, root), pngs_in_workspace(root)
+    base_paths, ws_paths = files_at(rev, root), files_in_workspace(root)
     base = {p: git_show(rev, p, root) or b"" for p in base_paths}
     workspace = {p: (root / p).read_bytes() for p in ws_paths}
     return figure_changes(base, workspace)
+
+
+def collect_metrics_drift(rev: str, root: Path) -> list[tuple[str, str]]:
+    """Metrics JSON files at ``rev`` and in the workspace that differ only within tolerance."""
+    base = {p: git_show(rev, p, root) or b"" for p in files_at(rev, root, METRICS, ".json")}
+    workspace = {p: (root / p).read_bytes() for p in files_in_workspace(root, METRICS, ".json")}
+    return drifts(base, workspace)[1]
 
 
 def build_review(rev: str, start: Path | None = None) -> str:
@@ -249,4 +291,5 @@ def build_review(rev: str, start: Path | None = None) -> str:
         summary_workspace=_json_or_none(_workspace_bytes(root, SUMMARY), SUMMARY),
         params_md=params_md, metrics_md=metrics_md, figures=collect_figures(rev, root),
         params_warnings=params_err, metrics_warnings=metrics_err,
+        metrics_drifted=collect_metrics_drift(rev, root),
     )

@@ -6,6 +6,7 @@ import logging
 import sys
 from collections.abc import Callable
 
+from facerefine import numerics
 from facerefine.config import ParamsError
 from facerefine.data.shards import ShardError
 from facerefine.names import NamesFileError
@@ -16,6 +17,8 @@ USER_ERRORS = (ParamsError, NamesFileError, ShardError, FileNotFoundError)
 
 def run_stage(main: Callable[[], None]) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    if "torch" in sys.modules:  # every stage that computes with torch loads it at module level
+        numerics.pin_torch()
     try:
         main()
     except USER_ERRORS as err:

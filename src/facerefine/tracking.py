@@ -42,6 +42,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from facerefine import numerics
+
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "facerefine"
@@ -143,7 +145,8 @@ def stage_run(stage: str, *, params: Mapping[str, Any] | None = None, profile: s
         run = _start(stage, profile)
     if run.active:
         run.set_tags({"stage": stage, "profile": profile, "git_commit": git_commit(),
-                      "dvc_exp_name": os.environ.get("DVC_EXP_NAME", "")})
+                      "dvc_exp_name": os.environ.get("DVC_EXP_NAME", ""),
+                      **{f"numerics.{k}": v for k, v in numerics.settings().items()}})
         if params:
             run.log_params(params)
     status = "FAILED"

@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 
+from facerefine import numerics
+
 
 class PeakMemory:
     """Peak memory of one measurement.
@@ -101,4 +103,5 @@ def environment(device: torch.device, *, mode: str, pipeline_dtype: str, head_pr
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "python": platform.python_version(),
         "peak_memory": memory_kind,
+        "numerics": numerics.settings(),  # the CPU numeric pins in effect (facerefine.numerics)
     }
