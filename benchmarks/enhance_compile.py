@@ -45,12 +45,12 @@ def make_folder(folder: Path, images: int, sizes: int, max_side: int, seed: int 
 def make_head(path: Path, kind: str, ngf: int, n_blocks: int) -> Path:
     import torch
 
-    from facerefine.heads import save_head
+    from facerefine.head_folder import write_head_folder
     from facerefine.models.cyclegan import ResnetGenerator
 
     torch.manual_seed(0)
     model = ResnetGenerator(ngf=ngf, n_blocks=n_blocks, esa="blocks" if kind == "esa" else None)
-    return save_head(path, model, name=kind)
+    return write_head_folder(path, model, name=kind)
 
 
 def enhance_run(folder: Path, out: Path, head: Path, compile_: str, device: str, cache: Path,

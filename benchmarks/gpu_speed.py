@@ -94,10 +94,7 @@ def bench_heads(args: argparse.Namespace, device: torch.device, record: Callable
 def flux_transformer(tiny: bool, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
     from diffusers import FluxTransformer2DModel
 
-    try:  # the architecture's home after the weights/ refactor, else before it
-        from facerefine.weights.flux import FLUX_TRANSFORMER  # type: ignore[import-not-found]
-    except ImportError:
-        from facerefine.flux_arch import FLUX_TRANSFORMER
+    from facerefine.weights.flux import FLUX_TRANSFORMER
     config = dict(FLUX_TRANSFORMER)
     if tiny:
         config.update(num_layers=2, num_single_layers=2, attention_head_dim=16, num_attention_heads=2,

@@ -21,7 +21,8 @@ from facerefine import cli
 from facerefine.compile import (COMPILE_CHOICES, COMPILE_MODES, HeadRunner, bucket_ladder, bucket_side,
                                 wants_compile)
 from facerefine.enhance import Enhancer
-from facerefine.heads import Head, save_head
+from facerefine.head_folder import write_head_folder
+from facerefine.heads import HeadFolder
 from facerefine.models.cyclegan import ResnetGenerator
 from facerefine.models.resunet_cbam import ResUNetCBAM
 
@@ -45,13 +46,13 @@ def _compile_cache(tmp_path: Path, monkeypatch) -> Path:
     return cache
 
 
-def _head(kind: str = "cyclegan") -> Head:
+def _head(kind: str = "cyclegan") -> HeadFolder:
     torch.manual_seed(0)
     model = (ResUNetCBAM(base_channels=4, depth=3) if kind == "unet"
              else ResnetGenerator(ngf=4, n_blocks=1, esa="blocks" if kind == "esa" else None))
     if kind == "unet":
         torch.nn.init.normal_(model.head[-1].weight, std=0.1)
-    return Head(model.eval(), {"name": kind}, Path(kind))
+    return HeadFolder(model.eval(), {"name": kind}, Path(kind))
 
 
 def _images(sizes: list[tuple[int, int]]) -> list[torch.Tensor]:
@@ -171,7 +172,7 @@ def test_a_second_process_reuses_the_compile_cache(tmp_path: Path) -> None:
 
 
 def test_cli_compile_on_reports_the_graphs_and_keeps_sizes(tmp_path: Path) -> None:
-    head = save_head(tmp_path / "head", ResnetGenerator(ngf=4, n_blocks=1), name="tiny")
+    head = write_head_folder(tmp_path / "head", ResnetGenerator(ngf=4, n_blocks=1), name="tiny")
     sizes = [(40, 50), (60, 64), (64, 33), (100, 70)]  # (width, height): buckets 64x64 (3) and 128x128 (1)
     for i, size in enumerate(sizes):
         Image.fromarray(np.random.default_rng(i).integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(
