@@ -3,6 +3,7 @@
     python benchmarks/stage_throughput.py                        # the active profile (smoke: CPU)
     python benchmarks/stage_throughput.py --profile paper --device cuda --out benchmarks/results/stage_throughput_h100.json
     python benchmarks/stage_throughput.py --skip generation,latency   # only the heads and the feature passes
+    python benchmarks/stage_throughput.py --latency resolutions=256,512,768,1024 --latency repeats=1  # bench settings
 
 At the chosen profile's sizes and batch sizes (params.yaml), after warm-up, it times:
 
@@ -43,6 +44,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import yaml
 from PIL import Image
 
 from facerefine.bench.environment import device_name
@@ -352,6 +354,16 @@ def measure(params: Params, *, device: torch.device, warmup: int = 1, repeats: i
     return result
 
 
+def latency_setting(item: str) -> tuple[str, Any]:
+    """``key=value`` of ``--latency``: a comma list becomes a list of ints (resolutions, batch sizes)."""
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--latency {item!r}: expected KEY=VALUE, e.g. resolutions=256,512")
+    if "," in value or key in ("resolutions", "head_batch_sizes", "dev_steps"):
+        return key, [int(v) for v in value.split(",") if v]
+    return key, yaml.safe_load(value)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -361,21 +373,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--warmup", type=int, default=1, help="untimed calls of each measurement")
     ap.add_argument("--repeats", type=int, default=3, help="timed calls; the figure is their median")
     ap.add_argument("--skip", default="", help=f"comma-separated parts to leave out: {', '.join(PARTS)}")
-    ap.add_argument("--latency-resolutions", default=None,
-                    help="resolutions of the embedded latency benchmark, e.g. 256,512,768,1024 (default: the "
-                         "profile's bench.resolutions); the cost model prices the benchmark stage only from a "
-                         "table covering the projected profile's resolutions")
-    ap.add_argument("--latency-warmup", type=int, default=None, help="latency benchmark warm-up calls (default: the profile's)")
-    ap.add_argument("--latency-repeats", type=int, default=None, help="latency benchmark repeats (default: the profile's)")
+    ap.add_argument("--latency", action="append", default=[], metavar="KEY=VALUE",
+                    help="a bench setting of the embedded latency benchmark, as `facerefine bench` takes it "
+                         "(resolutions=256,512,768,1024 warmup=0 repeats=1 head_batch_sizes=1 head_warmup=0 ...; "
+                         "repeatable; default: the profile's). The cost model prices the benchmark stage only "
+                         "from a table covering the projected profile's bench.resolutions")
     ap.add_argument("--out", type=Path, default=None,
                     help="output JSON (default: benchmarks/results/stage_throughput_<device>.json)")
     args = ap.parse_args(argv)
     params = with_profile(load_params(args.params), args.profile)
     device = resolve_device(args.device)
     skip = [s.strip() for s in args.skip.split(",") if s.strip()]
-    resolutions = args.latency_resolutions
-    latency = {"resolutions": [int(r) for r in resolutions.split(",")] if resolutions else None,
-               "warmup": args.latency_warmup, "repeats": args.latency_repeats}
+    latency = dict(latency_setting(item) for item in args.latency)
     result = measure(params, device=device, warmup=args.warmup, repeats=args.repeats, skip=skip, latency=latency)
     out = args.out or REPO / "benchmarks" / "results" / f"stage_throughput_{device.type}.json"
     write_json(out, result)

@@ -128,3 +128,14 @@ def test_an_embedded_latency_table_prices_the_benchmark_and_measured_figures_win
     assert figures.get("dev_s_per_image") is not None  # from the embedded table where not measured
     bench = {s.stage: s for s in cost.project(params, "paper", figures, loaded)}["benchmark"]
     assert bench.complete and "latency_table" in bench.parts[0].value.source
+
+
+def test_latency_settings_parse_as_facerefine_bench_takes_them():
+    script = load_script()
+    assert script.latency_setting("resolutions=256,512") == ("resolutions", [256, 512])
+    assert script.latency_setting("head_batch_sizes=1") == ("head_batch_sizes", [1])
+    assert script.latency_setting("repeats=1") == ("repeats", 1)
+    with pytest.raises(SystemExit, match="KEY=VALUE"):
+        script.latency_setting("repeats")
+    with pytest.raises(SystemExit, match="unknown part"):
+        script.measure(parse_params(tiny_raw()), device=None, skip=["nope"])
