@@ -420,10 +420,9 @@ def render_cost_report(stages: list[StageCost], figures: Figures, *, profile_nam
     lines += ["", f"1 GPU: {_hours(total)} h; {gpus} GPUs: {_hours(wall_hours(total, gpus))} h wall-clock"
               + (" (known stages only)" if unknown else ""), "", "Figures (seconds per image):"]
     used = {p.figure: p.value for s in stages for p in s.parts}
-    width = max([30, *map(len, used)])
     for name in sorted(used):
         value = used[name]
-        lines.append(f"  {name:<{width}} " + ("unknown" if value is None else f"{value.seconds:.4g}  from {value.source}"))
+        lines.append(f"  {name:<30} " + ("unknown" if value is None else f"{value.seconds:.4g}  from {value.source}"))
     lines += ["", "Assumptions:",
               "  image passes: images x epochs (training) or x sets (evaluate), each at one figure's seconds",
               f"  images from params.yaml, profile '{profile_name}': {n.enriched:,} enriched names, "
