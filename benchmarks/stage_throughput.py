@@ -1,7 +1,7 @@
 """Seconds per image of every GPU stage's unit of work, for ``facerefine cost --from`` (issue #19).
 
     python benchmarks/stage_throughput.py                        # the active profile (smoke: CPU)
-    python benchmarks/stage_throughput.py --profile paper --device cuda --out benchmarks/results/stage_throughput_h100.json
+    python benchmarks/stage_throughput.py --profile paper --device cuda   # -> results/stage_throughput_cuda.json
     python benchmarks/stage_throughput.py --skip generation,latency   # only the heads and the feature passes
     python benchmarks/stage_throughput.py --latency resolutions=256,512,768,1024 --latency repeats=1  # bench settings
 

@@ -102,7 +102,8 @@ def test_cyclegan_variants_are_priced_apart_and_a_generic_figure_replaces_them()
     stage = {s.stage: s for s in cost.project(params, "paper", figs)}["train_cyclegan"]
     images = (n.cyclegan_train + n.cyclegan_val) * n.cyclegan_epochs * per_variant
     assert stage.known_hours == pytest.approx(images * (0.1 + 0.3) / 3600)
-    generic = figs.merged(cost.Figures({"cyclegan_train_s_per_image": cost.Figure(0.2, "--cyclegan-train-s-per-image")}))
+    given = cost.Figure(0.2, "--cyclegan-train-s-per-image")
+    generic = figs.merged(cost.Figures({"cyclegan_train_s_per_image": given}))
     stage = {s.stage: s for s in cost.project(params, "paper", generic)}["train_cyclegan"]
     assert stage.known_hours == pytest.approx(images * 2 * 0.2 / 3600)
     with pytest.raises(cost.CostError, match="cyclegan_train_s_per_image.lora"):
