@@ -278,7 +278,8 @@ def _figure_options(fn):
 @main.command()
 @click.option("--from", "sources", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="measured figures: a benchmark table (reports/latency.json, benchmarks/results/*.json from "
-                   "`facerefine bench`), a heads_throughput result, or {\"throughputs\": {...}}; repeatable, "
+                   "`facerefine bench`), a heads_throughput result, or {\"throughputs\": {...}} such as "
+                   "benchmarks/stage_throughput.py's (which prices every stage); repeatable, "
                    "later files and explicit options win")
 @click.option("--profile", "profile_name", default="paper", show_default=True, help="the profile to project")
 @click.option("--gpu", default=None, help="the GPU's name (default: the one in the measured file)")

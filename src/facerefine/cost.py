@@ -2,8 +2,9 @@
 
 GPU-hours = images a stage processes (from params.yaml) x seconds per image on the named GPU
 (measured, or given). The arithmetic is pure functions; reading measured figures
-(the benchmark's full table, ``benchmarks/heads_throughput.py``'s JSON, or a plain
-``{"throughputs": {...}}`` file) is kept apart in :func:`figures_from_json`.
+(the benchmark's full table, ``benchmarks/heads_throughput.py``'s JSON, or a
+``{"throughputs": {...}}`` file such as ``benchmarks/stage_throughput.py``'s, which may embed
+a benchmark table) is kept apart in :func:`figures_from_json`.
 
 Nothing is invented: a figure that is not measured or given is unknown, and every stage
 that needs it says so (with the option that would supply it) instead of a number.
@@ -32,6 +33,10 @@ FIGURES: dict[str, str] = {
     "eval_s_per_image": "evaluate's feature extraction of one image of one set (Inception + CLIP + ArcFace)",
 }
 HEADS = ("unet", "cyclegan", "esa")
+# Figures that may also be given per head or per CycleGAN variant (``<figure>.<name>``), e.g.
+# ``cyclegan_train_s_per_image.esa``: the ESA generator trains slower than the plain one.
+PER_NAME = {"head_s_per_image": HEADS, "cyclegan_train_s_per_image": ("cyclegan", "esa")}
+LATENCY_KEY = "latency_table"  # a throughputs file may carry the benchmark's full table under this key
 LATENCY_TABLE = "benchmark_latency_table"  # the benchmark stage's figure: a whole table, not one number
 
 
@@ -62,11 +67,17 @@ class Figures:
         return self.values.get(name)
 
     def head(self, head: str) -> Figure | None:
-        return self.values.get(f"head_s_per_image.{head}") or self.values.get("head_s_per_image")
+        return self.named("head_s_per_image", head)
+
+    def named(self, figure: str, name: str) -> Figure | None:
+        """``<figure>.<name>`` where measured, else the figure for all names."""
+        return self.values.get(f"{figure}.{name}") or self.values.get(figure)
 
     def merged(self, other: "Figures") -> "Figures":
-        """``other``'s figures win (later sources, then the command line, override earlier ones)."""
-        return Figures({**self.values, **other.values}, other.gpu or self.gpu)
+        """``other``'s figures win (later sources, then the command line, override earlier ones);
+        a figure for all names in ``other`` also replaces ``self``'s per-name ones."""
+        kept = {k: v for k, v in self.values.items() if k.split(".")[0] not in other.values}
+        return Figures({**kept, **other.values}, other.gpu or self.gpu)
 
 
 def option_for(figure: str) -> str:
@@ -242,6 +253,9 @@ def project(params: Params, profile_name: str, figures: Figures,
     n = counts(params, profile)
     heads = [h for h in HEADS if h == "unet" or h in params.cyclegan.grid.variant]
     f = figures.get
+    grid = params.cyclegan.grid
+    per_variant = n.cells // len(grid.variant)  # cells of one variant: lambda_cyc x lr
+    cycle_train = "cyclegan_train_s_per_image"
     sets = 3 + len(heads)  # schnell, dev, LoRA and every head
     return [
         StageCost("generate_schnell", (
@@ -256,13 +270,10 @@ def project(params: Params, profile_name: str, figures: Figures,
             Part(f"{n.unet_val} val x {n.unet_epochs} epochs", n.unet_val * n.unet_epochs,
                  "unet_train_s_per_image", f("unet_train_s_per_image"))),
             "max_epochs, no early stop: an upper bound; validation counted at the training rate"),
-        StageCost("train_cyclegan", (
-            Part(f"{n.cells} cells x {n.cyclegan_train} train x {n.cyclegan_epochs} epochs",
-                 n.cells * n.cyclegan_train * n.cyclegan_epochs, "cyclegan_train_s_per_image",
-                 f("cyclegan_train_s_per_image")),
-            Part(f"{n.cells} cells x {n.cyclegan_val} val x {n.cyclegan_epochs} epochs",
-                 n.cells * n.cyclegan_val * n.cyclegan_epochs, "cyclegan_train_s_per_image",
-                 f("cyclegan_train_s_per_image"))),
+        StageCost("train_cyclegan", tuple(
+            Part(f"{per_variant} {v} cells x {count} {what} x {n.cyclegan_epochs} epochs",
+                 per_variant * count * n.cyclegan_epochs, f"{cycle_train}.{v}", figures.named(cycle_train, v))
+            for v in grid.variant for what, count in (("train", n.cyclegan_train), ("val", n.cyclegan_val))),
             "the whole grid; validation counted at the training rate (an upper bound)"),
         StageCost("select_cyclegan", (), "reads metrics and copies the chosen generators: no GPU work"),
         StageCost("benchmark", benchmark_parts(params, profile, latency, heads),
@@ -298,11 +309,19 @@ def figures_from_json(data: Mapping[str, Any], source: str, params: Params, prof
     profile's image size are taken."""
     size = params.profiles[profile_name].image_size
     if "throughputs" in data:
-        unknown = sorted(set(data["throughputs"]) - set(FIGURES) - {f"head_s_per_image.{h}" for h in HEADS})
+        per_name = {f"{figure}.{name}" for figure, names in PER_NAME.items() for name in names}
+        unknown = sorted(set(data["throughputs"]) - set(FIGURES) - per_name)
         if unknown:
-            raise CostError(f"{source}: unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}")
-        return Figures({k: Figure(float(v), source) for k, v in data["throughputs"].items() if v is not None},
-                       data.get("gpu"))
+            raise CostError(f"{source}: unknown figure(s) {', '.join(unknown)}; known: {', '.join(FIGURES)}"
+                            f" and {', '.join(sorted(per_name))}")
+        # The embedded benchmark table first: figures measured at the stages' own batch win over it.
+        table = data.get(LATENCY_KEY)
+        base = _from_latency(table, source, params, size) if table else Figures()
+        notes = data.get("sources", {})  # per figure: what was measured (size, batch), shown beside it
+        tag = lambda k: f"{source} ({notes[k]})" if k in notes else source  # noqa: E731
+        measured = Figures({k: Figure(float(v), tag(k)) for k, v in data["throughputs"].items() if v is not None},
+                           data.get("gpu"))
+        return base.merged(measured)
     if "pipelines" in data and "environment" in data:
         return _from_latency(data, source, params, size)
     if "results" in data and "device" in data:
@@ -358,7 +377,12 @@ def load_figures(path: str | Path, params: Params, profile_name: str) -> tuple[F
     if not isinstance(data, dict):
         raise CostError(f"{path}: expected a JSON object, got {type(data).__name__}")
     figures = figures_from_json(data, path.as_posix(), params, profile_name)
-    table = {**data, "_source": path.as_posix()} if "pipelines" in data and "environment" in data else None
+    if "pipelines" in data and "environment" in data:
+        table = {**data, "_source": path.as_posix()}
+    elif isinstance(data.get(LATENCY_KEY), dict):
+        table = {**data[LATENCY_KEY], "_source": f"{path.as_posix()} ({LATENCY_KEY})"}
+    else:
+        table = None
     return figures, table
 
 
