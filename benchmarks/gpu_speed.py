@@ -15,7 +15,10 @@ that hits its time limit still returns what it measured):
   call (the compile), apart from the steady-state median. Target: >= 1,250 img/s.
 - ``flux``: one FLUX.1 transformer step at 512² (1024 image + 256 text tokens; full size,
   random weights, bf16): eager vs ``blocks`` (diffusers' ``compile_repeated_blocks``: one graph
-  for the 19 double and one for the 38 single blocks) vs ``full``. Target: <= 37 ms.
+  for the 19 double and one for the 38 single blocks) vs ``full``, compiled by
+  facerefine.compile.compile_flux (what the stages run). Target: <= 37 ms.
+- ``schnell``: one full FLUX.1-schnell text-to-image at 512² (4 steps), eager vs ``blocks``.
+  Target: <= 0.19 s (eager 0.271 s in ../shared/results-h200/latency.json).
 - ``start``: cold vs warm start: a fresh process compiles the CycleGAN head (512², batch 16)
   into an empty project-local cache, a second process reuses it.
 - ``enhance``: `facerefine enhance` over 62 images of 14 sizes (benchmarks/enhance_compile.py),
@@ -33,6 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Callable
 
 import torch
@@ -114,12 +118,12 @@ def flux_transformer(tiny: bool, device: torch.device) -> tuple[torch.nn.Module,
 
 
 def bench_flux(args: argparse.Namespace, device: torch.device, record: Callable[[dict], None]) -> None:
+    from facerefine.compile import compile_flux
+
     for variant in ("eager", "blocks", "full"):
         model, inputs = flux_transformer(args.tiny, device)
-        if variant == "blocks":
-            model.compile_repeated_blocks(fullgraph=True, backend=args.backend)
-        elif variant == "full":
-            model.compile(fullgraph=True, backend=args.backend)
+        if variant != "eager":  # the stages' own call (profiles.<p>.compile)
+            compile_flux(SimpleNamespace(transformer=model), variant, backend=args.backend)
         with torch.inference_mode():
             first, median = timed(lambda: model(**inputs), device, args.warmup, args.repeats)
         record({"section": "flux", "variant": variant, "tokens_img": inputs["hidden_states"].shape[1],
@@ -128,6 +132,31 @@ def bench_flux(args: argparse.Namespace, device: torch.device, record: Callable[
         del model
         if device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def bench_schnell(args: argparse.Namespace, device: torch.device, record: Callable[[dict], None]) -> None:
+    """One FLUX.1-schnell text-to-image at ``--size``² (4 steps, T5 256 tokens, text encoding and
+    VAE decode included): full-size with random weights, eager and then with its blocks compiled
+    in place, as generate_schnell runs with ``compile: blocks``. Target: <= 0.19 s."""
+    from facerefine.bench.workloads import text_to_image
+    from facerefine.compile import compile_flux
+    from facerefine.weights import flux
+
+    pipe = (flux.load_flux("smoke", "schnell", device=device) if args.tiny
+            else flux.build_pipeline("schnell", device=device, dtype=torch.bfloat16))
+    size = 32 if args.tiny else args.size
+    run = text_to_image(pipe, prompt="A professional business portrait", size=size, steps=4, guidance=0.0,
+                        max_sequence_length=16 if args.tiny else 256)
+    for variant in ("eager", "blocks"):
+        if variant == "blocks":
+            compile_flux(pipe, "blocks", backend=args.backend)
+        with torch.inference_mode():
+            first, median = timed(run, device, 1, max(3, args.repeats // 4))
+        record({"section": "schnell", "variant": variant, "size": size, "steps": 4, "setup_s": round(first, 3),
+                "s_per_image": median})
+    del pipe
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
 
 
 _START = """
@@ -171,7 +200,8 @@ def bench_enhance(args: argparse.Namespace, device: torch.device, record: Callab
     record({"section": "enhance", **result})
 
 
-SECTIONS = {"heads": bench_heads, "flux": bench_flux, "start": bench_start, "enhance": bench_enhance}
+SECTIONS = {"heads": bench_heads, "flux": bench_flux, "schnell": bench_schnell, "start": bench_start,
+            "enhance": bench_enhance}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

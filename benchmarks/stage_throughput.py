@@ -287,7 +287,7 @@ def environment(params: Params, device: torch.device) -> dict[str, Any]:
     return {
         "device": device.type, "device_name": device_name(device), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "profile": params.profile,
-        "dtype": scale.dtype,
+        "dtype": scale.dtype, "flux_compile": scale.compile,  # generation runs compiled as the stages do
         "sizes": {"image_size": scale.image_size, "batch_size": scale.batch_size,
                   "unet": {"image_size": scale.unet.image_size, "batch_size": scale.unet.batch_size},
                   "cyclegan": {"image_size": scale.cyclegan.image_size, "batch_size": scale.cyclegan.batch_size},

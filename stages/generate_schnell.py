@@ -16,7 +16,7 @@ from facerefine.io import write_json
 from facerefine.precision import effective_dtype
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
-from facerefine.weights.flux import load_flux_for, random_fingerprint
+from facerefine.weights.flux import load_flux_for, pixel_fingerprint
 
 
 def main() -> None:
@@ -31,7 +31,7 @@ def main() -> None:
         generate = SchnellTextToImage(pipe, params.schnell_run, scale.image_size)
         # Everything that changes the pixels; a change regenerates the shards.
         job = {"model": scale.models.schnell, "size": scale.image_size, "dtype": dtype,
-               **params.schnell_run.model_dump(), **random_fingerprint(scale.models.schnell, scale)}
+               **params.schnell_run.model_dump(), **pixel_fingerprint(scale.models.schnell, scale)}
         metrics = {}
         for name, prompts, out in [("enriched", paths.ENRICHED_PROMPTS, paths.SCHNELL_ENRICHED),
                                    ("baseline", paths.BASELINE_PROMPTS, paths.SCHNELL_BASELINE)]:

@@ -17,7 +17,7 @@ from facerefine.io import write_json
 from facerefine.precision import effective_dtype
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run
-from facerefine.weights.flux import load_flux_for, random_fingerprint
+from facerefine.weights.flux import load_flux_for, pixel_fingerprint
 
 
 def main() -> None:
@@ -32,7 +32,7 @@ def main() -> None:
         generate = DevImageToImage(pipe, params.dev_run, scale.image_size, paths.SCHNELL_ENRICHED)
         schnell = pd.read_parquet(paths.SCHNELL_ENRICHED / shards.MANIFEST)
         job = {"model": scale.models.dev, "size": scale.image_size, "dtype": dtype, **params.dev_run.model_dump(),
-               **random_fingerprint(scale.models.dev, scale)}
+               **pixel_fingerprint(scale.models.dev, scale)}
 
         def source_fingerprint(rows, k):
             # A regenerated schnell shard must regenerate its dev twin.

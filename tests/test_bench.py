@@ -171,6 +171,7 @@ def synthetic_result(sizes=(256, 512, 768, 1024), heads=("unet", "cyclegan", "es
     end to end on top of schnell, at every size (constant, so means are easy to check)."""
     rec = lambda s: {"seconds_per_image": s, "images_per_second": 1 / s}  # noqa: E731
     result = {"mode": "arch", "profile": "paper", "meaningful": True, "headline_dev_steps": headline_steps,
+              "environment": {"flux_compile": "blocks", "head_compile": True},
               "settings": {"resolutions": list(sizes), "dev": {"steps": list(dev_steps)}},
               "pipelines": {**{dev_key(n): {str(r): rec(float(n)) for r in sizes} for n in dev_steps},
                             "schnell": {str(r): rec(2.0) for r in sizes}},
@@ -208,6 +209,29 @@ def test_headline_is_the_saving_averaged_over_resolutions_with_each_beside_it():
     assert h["head_images_per_second"] == {"resolution": 512, "unet": 400.0, "cyclegan": 400.0, "esa": 400.0}
 
 
+def test_headline_head_throughput_is_at_the_papers_512_not_the_largest_size():
+    result = synthetic_result(sizes=(256, 512, 1024))
+    result["heads"]["esa"]["resolutions"]["1024"]["batches"]["8"]["images_per_second"] = 50.0
+    result["heads"]["esa"]["resolutions"]["512"]["batches"]["8"]["images_per_second"] = 900.0
+    h = latency_headline(result)
+    assert h["head_images_per_second"]["resolution"] == 512 and h["head_images_per_second"]["esa"] == 900.0
+    assert h["compiled"] == {"flux": "blocks", "heads": True}
+    small = synthetic_result(sizes=(32, 64))  # without 512², the largest timed size
+    assert latency_headline(small)["head_images_per_second"]["resolution"] == 64
+
+
+def test_side_by_side_keeps_what_runs_as_the_record_and_eager_beside_it():
+    from facerefine.bench.workloads import side_by_side
+
+    compiled = {"seconds_per_image": 0.5, "compile_seconds": 12.0}
+    eager = {"seconds_per_image": 1.5}
+    rec = side_by_side(compiled, eager, "blocks")
+    assert rec["seconds_per_image"] == 0.5 and rec["variant"] == "blocks"  # derive() reads what runs
+    assert rec["eager"] == eager and rec["speedup_vs_eager"] == pytest.approx(3.0)
+    assert side_by_side(eager, None, "eager") == {**eager, "variant": "eager"}
+    assert side_by_side({"skipped": "out of memory"}, eager, "compiled")["speedup_vs_eager"] is None
+
+
 def test_headline_names_the_dev_steps_it_uses():
     h = latency_headline(synthetic_result(headline_steps=28))
     assert h["dev_steps"] == 28 and h["saving_vs_dev"]["mean"]["esa"] == pytest.approx(1 - 2.5 / 28)
@@ -233,8 +257,8 @@ def test_a_skipped_size_is_null_in_the_headline_and_left_out_of_the_mean():
 def test_the_rendered_report_shows_both_dev_step_counts_and_the_headline_first():
     result = synthetic_result(sizes=(512,))
     result.update(environment={"device": "cuda", "device_name": "NVIDIA H100", "pipeline_dtype": "bfloat16",
-                               "head_precision": "bf16 autocast", "head_channels_last": True, "head_compile": False,
-                               "threads": 1, "peak_bf16_tflops": None}, text_encoding={})
+                               "head_precision": "bfloat16 weights", "head_channels_last": True, "head_compile": True,
+                               "flux_compile": "blocks", "threads": 1, "peak_bf16_tflops": None}, text_encoding={})
     result["settings"].update(repeats=3, warmup=1, head_repeats=20, head_warmup=3, head_batch_sizes=[1, 8])
     result["settings"]["dev"].update(guidance=3.0, refine_steps=50, refine_strength=0.7, refine_denoised=35)
     result["settings"]["schnell"] = {"steps": 4, "max_sequence_length": 256}
@@ -244,8 +268,18 @@ def test_the_rendered_report_shows_both_dev_step_counts_and_the_headline_first()
             cell.update(gflop_per_image=1.0, compute_bound_images_per_second=None)
             for b in cell["batches"].values():
                 b.update(seconds_per_call=0.01, achieved_tflops=0.1, fraction_of_peak=None)
+    # what runs (compiled) beside the same work eager, as the benchmark records it
+    result["pipelines"]["schnell"]["512"] = bench.workloads.side_by_side(
+        {"seconds_per_image": 2.0, "images_per_second": 0.5, "compile_seconds": 14.0},
+        {"seconds_per_image": 3.0}, "blocks")
+    compiled_esa = {"seconds_per_call": 0.02, "seconds_per_image": 0.0025, "images_per_second": 400.0,
+                    "achieved_tflops": 0.4, "fraction_of_peak": None, "compile_seconds": 30.0}
+    result["heads"]["esa"]["resolutions"]["512"]["batches"]["8"] = bench.workloads.side_by_side(
+        compiled_esa, {"seconds_per_image": 0.01}, "compiled")
     result["paper"] = bench.derived.paper_reference(result)
     md = bench.render_markdown(result)
+    assert "| FLUX schnell text-to-image (blocks) | 512² | 1 | 3.00 s | 2.00 s | 1.50× | 14.00 s |" in md
+    assert "| esa alone (compiled) | 512² | 8 | 10.0 ms | 2.5 ms | 4.00× | 30.00 s |" in md
     assert md.index("## Saving vs dev at 50 steps (the headline)") < md.index("## Saving vs dev at 28 steps")
     assert "| FLUX.1-dev text-to-image (50 steps" in md and "| FLUX.1-dev text-to-image (28 steps" in md
     # img2img at strength 0.7 skips the first 15 of the 50 steps (issue 21)
@@ -308,7 +342,6 @@ def test_the_profile_decides_the_mode_and_stand_ins_turn_weights_into_smoke():
     ({"mode": "fast"}, "--mode: Input should be 'smoke', 'weights' or 'arch'"),
     ({"dev_steps": [28]}, "--dev-steps: headline_dev_steps 50 must be one of dev_steps [28]"),
     ({"headline_dev_steps": 7}, "--headline-dev-steps: headline_dev_steps 7 must be one of dev_steps"),
-    ({"compile": True, "head_warmup": 0}, "bench.compile: true needs profiles.smoke.bench.head_warmup >= 1"),
 ])
 def test_bad_settings_name_their_option(override, key):
     with pytest.raises(ParamsError, match=key.replace("[", r"\[").replace("(", r"\(")):
@@ -518,3 +551,35 @@ def test_a_step_cap_is_named_in_the_report():
     assert any("Steps capped at 1" in note for note in caveats(result))
     result["settings"]["max_steps"] = None
     assert not any("capped" in note for note in caveats(result))
+
+
+def test_compiled_flux_and_heads_are_timed_beside_eager_in_one_run(project):
+    """profiles.<p>.compile: blocks and bench.compile: on, on the CPU with the tiny stand-ins: each
+    compiled record is what the pipeline runs, with the eager one of the same work beside it and
+    the compile apart from the steady state; the headline says what ran."""
+    raw = yaml.safe_load((project / "params.yaml").read_text(encoding="utf-8"))
+    raw["profiles"]["smoke"]["compile"] = "blocks"
+    (project / "params.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    torch._dynamo.reset()
+    load_stage().main({"resolutions": [32], "head_batch_sizes": [1], "warmup": 0, "repeats": 1, "head_warmup": 0,
+                       "head_repeats": 1, "dev_steps": [2], "headline_dev_steps": 2, "compile": "on"})
+    result = json.loads((project / "reports/latency.json").read_text(encoding="utf-8"))
+    assert result["environment"]["flux_compile"] == "blocks" and result["environment"]["head_compile"] is True
+    compiled = [result["pipelines"]["dev_2steps"]["32"], result["pipelines"]["schnell"]["32"],
+                *(result["heads"][h]["resolutions"]["32"]["batches"]["1"] for h in ("unet", "cyclegan", "reference"))]
+    for rec in compiled:
+        assert rec["variant"] in ("blocks", "compiled") and rec["eager"]["seconds_per_image"] > 0
+        assert len(rec["timing"]["warmup_s"]) == 1 and rec["compile_seconds"] >= 0  # the compiling call, apart
+        assert rec["speedup_vs_eager"] == pytest.approx(
+            rec["eager"]["seconds_per_image"] / rec["seconds_per_image"], rel=1e-3)
+        assert "compile_seconds" not in rec["eager"]
+    assert "compile_seconds" in result["schnell_plus_head"]["unet"]["32"]
+    # derive() reads what runs: the compiled schnell and dev
+    schnell, dev = (result["pipelines"][k]["32"]["seconds_per_image"] for k in ("schnell", "dev_2steps"))
+    assert result["derived"]["2"]["32"]["schnell_saving_vs_dev"] == pytest.approx(1 - schnell / dev, abs=1e-5)
+    metric = json.loads((project / "metrics/latency.json").read_text(encoding="utf-8"))
+    assert metric["compiled"] == {"flux": "blocks", "heads": True}
+    report = (project / "reports/latency.md").read_text(encoding="utf-8")
+    assert "## Compiled vs eager" in report and "| FLUX schnell text-to-image (blocks) | 32² | 1 |" in report
+    assert "| cyclegan alone (compiled) | 32² | 1 |" in report
+    torch._dynamo.reset()

@@ -198,11 +198,13 @@ def test_gpu_speed_script_runs_tiny_on_the_cpu(tmp_path: Path) -> None:
     assert header[0].startswith("#   python3 -m pip install") and header[0].endswith("--target /tmp/site .whl/*.whl")
     assert header[1].startswith("#   export PYTHONPATH=$PWD/src:/tmp/site HF_HUB_OFFLINE=1")
     out = tmp_path / "gpu_speed.json"
-    result = gpu_speed(["--tiny", "--backend", "eager", "--sections", "heads,flux", "--modes", "default",
+    result = gpu_speed(["--tiny", "--backend", "eager", "--sections", "heads,flux,schnell", "--modes", "default",
                         "--warmup", "0", "--repeats", "1", "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert rows == result["rows"] and not [r for r in rows if "error" in r]
     assert {(r["head"], r["variant"]) for r in rows if r["section"] == "heads"} == {
         (h, v) for h in ("unet", "cyclegan", "esa") for v in ("eager", "default")}
     assert [r["variant"] for r in rows if r["section"] == "flux"] == ["eager", "blocks", "full"]
-    assert all(r.get("img_per_s", 1) > 0 and r.get("s_per_step", 1) > 0 for r in rows)
+    assert [r["variant"] for r in rows if r["section"] == "schnell"] == ["eager", "blocks"]
+    assert all(r.get("img_per_s", 1) > 0 and r.get("s_per_step", 1) > 0 and r.get("s_per_image", 1) > 0
+               for r in rows)

@@ -75,11 +75,15 @@ def test_depth_tags_name_distinct_folders():
     assert flux.depth_tag(RandomDepth(clip_layers=4)) == "c4"
 
 
-def test_random_depth_enters_the_generation_fingerprint_only_for_random_weights():
-    params = params_for("rehearsal")
-    assert flux.random_fingerprint("random", params.scale) == {
+def test_random_depth_and_compile_enter_the_generation_fingerprint_only_when_they_apply():
+    params = params_for("rehearsal", compile="none")
+    assert flux.pixel_fingerprint("random", params.scale) == {
         "random_depth": params.scale.random_depth.model_dump()}
-    assert flux.random_fingerprint("smoke", params.scale) == {}
+    assert flux.pixel_fingerprint("smoke", params.scale) == {}  # eager shards keep their keys
+    compiled = params_for("rehearsal", compile="blocks").scale
+    assert flux.pixel_fingerprint("smoke", compiled) == {"compile": "blocks"}
+    assert flux.pixel_fingerprint("random", compiled) == {
+        "random_depth": params.scale.random_depth.model_dump(), "compile": "blocks"}
 
 
 class FakePipe:

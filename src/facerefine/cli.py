@@ -141,9 +141,13 @@ def enhance(input_spec: str, output: str, head: str, backend: str, image_format:
 @click.option("--offload", type=click.Choice(("none", "model", "sequential")), default=None,
               help="GPU memory: offload FLUX to the CPU per component (model) or per layer (sequential); "
                    "default: the profile's offload, else none. See README, 'GPU memory'")
+@click.option("--flux-compile", type=click.Choice(("none", "blocks", "full")), default=None,
+              help="torch.compile FLUX's transformer blocks (blocks) or all of it (full); pays from a few "
+                   "images on, and the compiled code is cached for the next call. Default: the profile's "
+                   "compile, else none. See README, 'Speed on a GPU'")
 def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int | None, head: str | None,
              model: str | None, keep_raw: bool, device: str | None, dtype: str | None,
-             offload: str | None) -> None:
+             offload: str | None, flux_compile: str | None) -> None:
     """FLUX.1-schnell text-to-image, then a head: the paper's pipeline in one call."""
     from facerefine.enhance import EXTENSION_FORMATS, default_device, save_atomic
     from facerefine.generate import generate as run_generate
@@ -157,7 +161,7 @@ def generate(prompt: str, output: Path, seed: int, size: int | None, steps: int 
     device = device or default_device()
     try:
         settings = generate_settings(model=model, steps=steps, size=size, dtype=dtype, device=device,
-                                     offload=offload)
+                                     offload=offload, compile=flux_compile)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     enhancer = _load_enhancer(head, device, settings.dtype) if head else None

@@ -1,4 +1,4 @@
-"""torch.compile for heads: when to compile, size buckets, and a persistent compile cache.
+"""torch.compile for heads and FLUX: when to compile, size buckets, and a persistent compile cache.
 
 - **When.** ``--compile auto`` compiles on CUDA and not on the CPU, where onnxruntime (or
   eager torch) stays the default: a CPU compile costs seconds to minutes per graph and the
@@ -20,6 +20,11 @@
   pooling (U-Net) see the reflected border too, so a compiled output equals an eager one exactly
   (within float tolerance) on sizes that are their own bucket (512², 1024², …) and is close but
   not identical on others; ``--compile off`` is the reference.
+- **FLUX.** :func:`compile_flux` compiles a pipeline's transformer as ``profiles.<p>.compile``
+  says: ``blocks`` is regional compilation (diffusers' ``compile_repeated_blocks``: one graph for
+  the 19 double-stream blocks and one for the 38 single-stream ones, compiled in seconds rather
+  than the whole transformer's minutes), ``full`` the whole transformer. Shapes are static: a
+  stage runs one image size and at most two batch sizes (full batches and a shard's last one).
 - **Cache.** Inductor's FX-graph and autograd caches (and Triton's kernels) go to
   ``$FACEREFINE_COMPILE_CACHE``, default ``$FACEREFINE_HOME/compile`` (``./.facerefine/compile``),
   never the global ``/tmp/torchinductor_$USER``: a second process with the same head, mode and
@@ -138,6 +143,42 @@ def bucket_side(length: int, ladder: list[int]) -> int | None:
     return None
 
 
+def allow_graphs(count: int) -> None:
+    """Raise dynamo's recompile limits to ``count`` graphs per compiled function, so that no
+    legitimate shape (a bucket, a batch size, a resolution) silently falls back to eager."""
+    from torch._dynamo import config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, count + 1)
+    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4 * (count + 1))
+
+
+# ------------------------------------------------------------------- FLUX
+
+FLUX_COMPILE_CHOICES = ("none", "blocks", "full")
+# Graphs per compiled FLUX function: block kinds x resolutions x batch sizes, with room for the
+# benchmark's several resolutions.
+FLUX_GRAPHS = 64
+
+
+def compile_flux(pipe: Any, how: str, *, backend: Any = "inductor", cache: str | Path | None | bool = None) -> Any:
+    """Compile ``pipe.transformer`` in place (``none``, ``blocks`` or ``full``; module doc) and
+    return ``pipe``. The compile itself happens at the first call; LoRA weights loaded before
+    then are compiled with the blocks."""
+    if how not in FLUX_COMPILE_CHOICES:
+        raise ValueError(f"FLUX compile must be one of {', '.join(FLUX_COMPILE_CHOICES)}, got {how!r}")
+    if how == "none":
+        return pipe
+    if cache is not False:
+        use_cache(None if cache in (None, True) else cache)
+    allow_graphs(FLUX_GRAPHS)
+    options: dict[str, Any] = {"backend": backend, "dynamic": False, "fullgraph": True}
+    if how == "blocks":
+        pipe.transformer.compile_repeated_blocks(**options)
+    else:
+        pipe.transformer.compile(**options)
+    return pipe
+
+
 # ------------------------------------------------------------ head runner
 
 
@@ -158,7 +199,7 @@ class HeadRunner:
     """A head's forward pass, placed for ``device`` and optionally compiled.
 
     The weights are cast to ``dtype`` (``precision.effective_dtype``: float16 stays float32 on a
-    CPU) and, on CUDA, to channels_last. When compiled, every
+    CPU) and, on CUDA, to channels_last (unless ``channels_last=False``). When compiled, every
     batch is padded to ``batch_size`` images, so each bucket compiles once; inputs must
     already be at a bucket size (the Enhancer pads them) or be larger than the cap.
     ``backend`` is torch.compile's (tests count graphs with a counting backend).
@@ -167,13 +208,13 @@ class HeadRunner:
     def __init__(self, model: torch.nn.Module, device: torch.device | str, *, dtype: str = "float32",
                  compile: str | bool | None = "auto", mode: str | None = None, backend: Any = "inductor",
                  batch_size: int = 1, multiple: int = 1, minimum: int = 1, cap: int = BUCKET_CAP,
-                 cache: str | Path | None | bool = None) -> None:
+                 cache: str | Path | None | bool = None, channels_last: bool = True) -> None:
         self.device = torch.device(device)
         cuda = self.device.type == "cuda"
         # the weights themselves in reduced precision (no autocast), by the one rule of
         # precision.effective_dtype (float16 becomes float32 on a CPU; a bad name fails there)
         self.dtype = torch_dtype(effective_dtype(dtype, self.device))
-        self.memory_format = torch.channels_last if cuda else torch.contiguous_format
+        self.memory_format = torch.channels_last if cuda and channels_last else torch.contiguous_format
         self.cache = cache
         self.batch_size = batch_size
         self.compiled = wants_compile(compile, self.device)
@@ -184,7 +225,7 @@ class HeadRunner:
         # the API and the ComfyUI node make an Enhancer per call, and a fresh copy would retrace.
         # The weights' version counters are in the key, so an in-place update makes a new copy.
         backend_key = backend if isinstance(backend, str) else id(backend)
-        key = (str(self.device), self.dtype, self.compiled, self.mode, backend_key,
+        key = (str(self.device), self.dtype, self.memory_format, self.compiled, self.mode, backend_key,
                tuple(p._version for p in model.parameters()))
         placed = model.__dict__.setdefault(_PLACED, {})  # lives (and dies) with the head's model
         if key not in placed:
@@ -201,12 +242,7 @@ class HeadRunner:
             return model, model
         if self.cache is not False:
             use_cache(None if self.cache in (None, True) else self.cache)
-        from torch._dynamo import config as dynamo_config
-
-        # Every bucket is one legitimate graph: keep dynamo from giving up on them.
-        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, self.bound + 1)
-        dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit,
-                                                        4 * (self.bound + 1))
+        allow_graphs(self.bound)  # every bucket is one legitimate graph
         options: dict[str, Any] = {"backend": backend, "dynamic": False}
         if backend == "inductor":
             options["mode"] = self.mode

@@ -197,6 +197,9 @@ class RandomDepth(_Strict):
 
 
 Offload = Literal["none", "model", "sequential"]
+# torch.compile of the FLUX transformer (facerefine.compile.compile_flux): none (eager), blocks
+# (regional: one graph per repeated block class) or full (the whole transformer, one graph).
+FluxCompile = Literal["none", "blocks", "full"]
 
 
 class Profile(_Strict):
@@ -210,6 +213,9 @@ class Profile(_Strict):
     # GPU memory: diffusers' enable_model_cpu_offload ("model") or enable_sequential_cpu_offload
     # ("sequential") for FLUX; see README, "GPU memory". Ignored on a CPU.
     offload: Offload = "none"
+    # torch.compile of FLUX in generate_schnell, refine_dev, evaluate's LoRA row, `facerefine
+    # generate` and the benchmark. It changes float bits (README, "Speed on a GPU").
+    compile: FluxCompile = "none"
     # Rehearsal only: cap on denoising steps (time, not memory or shapes); null = the paper's steps.
     max_steps: PositiveInt | None = None
     random_depth: RandomDepth = RandomDepth()
@@ -260,7 +266,8 @@ class EvaluateParams(_Strict):
 
 
 class BenchShared(_Strict):
-    compile: bool | Literal["auto"]  # torch.compile the heads (auto: on CUDA); compile time kept out of the stats
+    # torch.compile the heads (auto: on CUDA); timed beside eager, the compiling call kept out of the stats
+    compile: bool | Literal["auto"]
     channels_last: bool
     dev_steps: list[PositiveInt] = Field(min_length=1)  # dev is timed at each (paper 50, diffusers' t2i 28)
     headline_dev_steps: PositiveInt                     # the one the headline saving is against
@@ -335,15 +342,6 @@ class Params(_Strict):
         if bad:
             raise ValueError(f"{'; '.join(bad)}: a fraction of the whole dataset, drawn from the train split, "
                              f"must be at most prompts.split.train = {self.prompts.split.train:g}")
-        return self
-
-    @model_validator(mode="after")
-    def _compile_needs_warmup(self) -> "Params":
-        # The first call of a compiled head compiles it: that call must not be timed.
-        # (auto compiles on CUDA only: the benchmark then warms up at least once whatever this says)
-        if self.bench.compile is True and self.profile in self.profiles and self.scale.bench.head_warmup < 1:
-            raise ValueError(f"bench.compile: true needs profiles.{self.profile}.bench.head_warmup >= 1 "
-                             "(the first call compiles and must not be timed)")
         return self
 
     @model_validator(mode="after")

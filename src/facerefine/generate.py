@@ -31,6 +31,7 @@ class GenerateSettings:
     source: str  # "params.yaml (profile X)" or "defaults"
     offload: str = "none"        # none | model | sequential (GPU memory; see README, "GPU memory")
     random_depth: Any = None     # the profile's RandomDepth, for `random` weights
+    compile: str = "none"        # FLUX transformer: none | blocks | full (facerefine.compile.compile_flux)
 
 
 # The released model and its recommended sampling, used outside a facerefine project.
@@ -40,9 +41,9 @@ SCHNELL_DEFAULTS = {"model": "black-forest-labs/FLUX.1-schnell", "steps": 4, "gu
 
 def generate_settings(*, model: str | None = None, steps: int | None = None, size: int | None = None,
                       dtype: str | None = None, device: str = "cpu", offload: str | None = None,
-                      params_path: str | Path = "params.yaml") -> GenerateSettings:
+                      compile: str | None = None, params_path: str | Path = "params.yaml") -> GenerateSettings:
     """Explicit options win; then ``params.yaml`` in the current folder (the active
-    profile's schnell spec, size, dtype and offload, and the ``schnell`` sampling knobs);
+    profile's schnell spec, size, dtype, offload and compile, and the ``schnell`` sampling knobs);
     then the released FLUX.1-schnell with its recommended sampling."""
     from facerefine.config import IMAGE_SIZE_MULTIPLE, load_params
 
@@ -52,19 +53,24 @@ def generate_settings(*, model: str | None = None, steps: int | None = None, siz
                 "guidance": params.schnell.guidance,
                 "max_sequence_length": params.schnell.max_sequence_length,
                 "size": params.scale.image_size, "dtype": params.scale.dtype,
-                "offload": params.scale.offload, "random_depth": params.scale.random_depth}
+                "offload": params.scale.offload, "random_depth": params.scale.random_depth,
+                "compile": params.scale.compile}
         source = f"{params_path} (profile {params.profile})"
     else:
         base = {**SCHNELL_DEFAULTS, "dtype": "bfloat16" if device.startswith("cuda") else "float32",
-                "offload": "none", "random_depth": None}
+                "offload": "none", "random_depth": None, "compile": "none"}
         source = "defaults"
     if offload not in (None, "none", "model", "sequential"):
         raise ValueError(f"offload must be none, model or sequential, got {offload!r}")
+    from facerefine.compile import FLUX_COMPILE_CHOICES
+
+    if compile not in (None, *FLUX_COMPILE_CHOICES):
+        raise ValueError(f"compile must be one of {', '.join(FLUX_COMPILE_CHOICES)}, got {compile!r}")
     settings = GenerateSettings(
         model=model or base["model"], steps=steps or base["steps"], guidance=base["guidance"],
         max_sequence_length=base["max_sequence_length"], size=size or base["size"],
         dtype=dtype or base["dtype"], source=source, offload=offload or base["offload"],
-        random_depth=base["random_depth"])
+        random_depth=base["random_depth"], compile=compile or base["compile"])
     if settings.size % IMAGE_SIZE_MULTIPLE:
         raise ValueError(f"size must be a multiple of {IMAGE_SIZE_MULTIPLE} for FLUX, got {settings.size}")
     if settings.steps < 1:
@@ -86,7 +92,8 @@ def generate(prompt: str, settings: GenerateSettings, *, seed: int = 0, device: 
     from facerefine.weights.flux import load_flux
 
     pipe = load_flux(settings.model, "schnell", dtype=effective_dtype(settings.dtype, device), device=device,
-                     depth=settings.random_depth, offload=settings.offload, image_size=settings.size)
+                     depth=settings.random_depth, offload=settings.offload, image_size=settings.size,
+                     compile=settings.compile)
     sampling = SchnellParams(steps=settings.steps, guidance=settings.guidance,
                              max_sequence_length=settings.max_sequence_length)
     raw = SchnellTextToImage(pipe, sampling, settings.size)([{"prompt": prompt, "seed": seed}], 0)[0]

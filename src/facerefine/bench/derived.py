@@ -203,9 +203,10 @@ def latency_headline(result: Mapping[str, Any]) -> dict[str, Any]:
     """The numbers a person compares between runs, for ``metrics/latency.json``.
 
     The saving of schnell + head vs dev (at ``headline_dev_steps``) averaged over the
-    resolutions, as the paper quotes it, with the per-resolution values beside it, and
-    each head's best images/s at the largest resolution. About 4 + 4·(heads + 1) numbers:
-    the full table (every pipeline x resolution x batch) is ``reports/latency.json``.
+    resolutions, as the paper quotes it, with the per-resolution values beside it, each
+    head's best images/s at the paper's 512² (the largest timed size when 512² was not), and
+    what ran (eager or compiled FLUX and heads). About 6 + 4·(heads + 1) numbers: the full
+    table (every pipeline x resolution x batch, eager beside compiled) is ``reports/latency.json``.
     """
     steps = result["headline_dev_steps"]
     derived = result["derived"][str(steps)]
@@ -213,10 +214,10 @@ def latency_headline(result: Mapping[str, Any]) -> dict[str, Any]:
     heads = list(result["schnell_plus_head"])
     mean = {h: derived["mean"]["heads"][h]["saving_vs_dev"] for h in heads}
     mean["schnell"] = derived["mean"]["schnell_saving_vs_dev"]
-    largest = sizes[-1]
+    at = PAPER["resolution"] if PAPER["resolution"] in sizes else sizes[-1]
 
     def best(head: str) -> float | None:
-        found = best_batch(result["heads"].get(head, {}).get("resolutions", {}).get(str(largest)))
+        found = best_batch(result["heads"].get(head, {}).get("resolutions", {}).get(str(at)))
         return None if found is None else found[1]
 
     return {
@@ -225,5 +226,7 @@ def latency_headline(result: Mapping[str, Any]) -> dict[str, Any]:
         "dev_steps": steps,
         "saving_vs_dev": {"mean": mean,
                           **{str(r): {h: derived[str(r)]["heads"][h]["saving_vs_dev"] for h in heads} for r in sizes}},
-        "head_images_per_second": {"resolution": largest, **{h: best(h) for h in heads}},
+        "head_images_per_second": {"resolution": at, **{h: best(h) for h in heads}},
+        "compiled": {"flux": result["environment"].get("flux_compile", "none"),
+                     "heads": bool(result["environment"].get("head_compile"))},
     }

@@ -83,7 +83,7 @@ def device_name(device: torch.device) -> str:
 
 
 def environment(device: torch.device, *, mode: str, pipeline_dtype: str, head_precision: str,
-                compile: bool, channels_last: bool, memory_kind: str) -> dict[str, Any]:
+                compile: bool, flux_compile: str, channels_last: bool, memory_kind: str) -> dict[str, Any]:
     """What produced the numbers: device, precisions, library versions, threads, mode."""
     cuda = device.type == "cuda"
     return {
@@ -94,6 +94,7 @@ def environment(device: torch.device, *, mode: str, pipeline_dtype: str, head_pr
         "head_precision": head_precision,
         "head_channels_last": bool(cuda and channels_last),
         "head_compile": compile,
+        "flux_compile": flux_compile,  # none | blocks | full (profiles.<p>.compile)
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "torch": torch.__version__,

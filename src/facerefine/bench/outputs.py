@@ -98,6 +98,37 @@ def _saving_section(result: Mapping[str, Any], steps: int, *, headline: bool) ->
     return lines
 
 
+def compiled_rows(result: Mapping[str, Any]) -> list[tuple[str, str, int, Mapping[str, Any]]]:
+    """(what, size, batch, record) of every measurement timed both compiled and eager."""
+    rows = [(f"FLUX {key} text-to-image", size, 1, rec) for key, by_size in result["pipelines"].items()
+            for size, rec in by_size.items() if "eager" in rec]
+    rows += [(f"{name} alone", size, int(b), rec) for name, entry in result["heads"].items()
+             for size, cell in entry["resolutions"].items() for b, rec in cell.get("batches", {}).items()
+             if "eager" in rec]
+    return rows
+
+
+def _compiled_section(result: Mapping[str, Any]) -> list[str]:
+    """Eager vs compiled, side by side from this run; nothing when nothing was compiled."""
+    rows = compiled_rows(result)
+    env = result["environment"]
+    if not rows:
+        return ["## Compiled vs eager", "", f"Nothing was compiled in this run (FLUX `{env['flux_compile']}`, "
+                f"heads {'compiled' if env['head_compile'] else 'eager'}: `bench.compile` auto compiles heads "
+                "on CUDA only, `profiles.<p>.compile` sets FLUX's).", ""]
+    lines = ["## Compiled vs eager", "", "The headline tables above use what the pipeline runs (FLUX "
+             f"`{env['flux_compile']}`, heads {'compiled' if env['head_compile'] else 'eager'}); the same work "
+             "timed eager in the same run. Compile: the first call's excess over the steady state (a warm "
+             "compile cache makes it small).", "",
+             "| what | size | batch | eager s/image | compiled s/image | speed-up | compile |", "|---|---|---|---|---|---|---|"]
+    for what, size, batch, rec in sorted(rows, key=lambda r: (r[0], int(r[1]), r[2])):
+        speedup = rec.get("speedup_vs_eager")
+        lines.append(f"| {what} ({rec['variant']}) | {size}² | {batch} | {fmt_seconds(rec['eager'].get('seconds_per_image'))} | "
+                     f"{fmt_seconds(rec.get('seconds_per_image'))} | {'—' if speedup is None else f'{speedup:.2f}×'} | "
+                     f"{fmt_seconds(rec.get('compile_seconds'))} |")
+    return lines + [""]
+
+
 def render_markdown(result: Mapping[str, Any], figure: str = "latency.png") -> str:
     env, st = result["environment"], result["settings"]
     sizes = [str(r) for r in st["resolutions"]]
@@ -108,7 +139,8 @@ def render_markdown(result: Mapping[str, Any], figure: str = "latency.png") -> s
     lines += [f"Mode: **{result['mode']}** ({MODE_WORDS[result['mode']]}) · profile `{result['profile']}` · "
               f"{env['device']} ({env['device_name']}) · pipelines {env['pipeline_dtype']} · heads "
               f"{env['head_precision']}{', channels_last' if env['head_channels_last'] else ''}"
-              f"{', torch.compile' if env['head_compile'] else ''} · {env['threads']} thread(s) · median of "
+              f"{', torch.compile' if env['head_compile'] else ''} · FLUX compile `{env['flux_compile']}` · "
+              f"{env['threads']} thread(s) · median of "
               f"{st['repeats']} pipeline / {st['head_repeats']} head calls after {st['warmup']} / "
               f"{st['head_warmup']} warm-up.", "", f"![Seconds per image vs resolution]({figure})", "",
               "## Seconds per image (images per second)", "", f"| pipeline | {head_hdr} |", sep]
@@ -150,6 +182,8 @@ def render_markdown(result: Mapping[str, Any], figure: str = "latency.png") -> s
                  if env["peak_bf16_tflops"] else
                  "No peak known for this device (CPU or unlisted GPU; --peak-tflops sets one), so no % of peak."),
               ""]
+
+    lines += _compiled_section(result)
 
     p, this = result["paper"], result["paper"]["this_run_512"]
     num = lambda v: "not measured" if v is None else f"{v:.3g}"  # noqa: E731

@@ -2,9 +2,11 @@
 head end to end, and each head alone at every batch size; :func:`run_benchmark` returns
 one JSON-ready dict (the full table, ``reports/latency.json``).
 
-GPU rules (DESIGN.md, "Performance rules"): the heads run under bf16 autocast, in
-channels_last, batched, optionally ``torch.compile``d; the device is synchronised only
-to stop the clock.
+GPU rules (DESIGN.md, "Performance rules"): the heads run as `facerefine enhance` runs them
+(``compile.HeadRunner``: bf16 weights, channels_last, batched, compiled on CUDA); FLUX as the
+stages run it (``profiles.<p>.compile``). Whatever is compiled is timed eager too, in the same
+run, with the compile time apart from the steady state. The device is synchronised only to
+stop the clock.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +30,7 @@ from facerefine.bench.outputs import fmt_seconds as _fmt_s
 from facerefine.bench.settings import (RunOptions, check_mode, effective_mode, resolve_device,
                                        settings_record)
 from facerefine.bench.timing import time_callable
-from facerefine.compile import default_mode, use_cache, wants_compile
+from facerefine.compile import HeadRunner, compile_flux, wants_compile
 from facerefine.config import SMOKE, Params
 
 log = logging.getLogger("facerefine.bench")
@@ -113,39 +114,26 @@ class Bench:
         self.scale, self.shared = params.scale.bench, params.bench
         self.cuda = device.type == "cuda"
         self.compiled = wants_compile(self.shared.compile, device)  # auto: on CUDA, as every head runs
+        self.flux_compile = params.scale.compile  # FLUX as the stages run it: none | blocks | full
+        # The heads as `facerefine enhance` runs them: bf16 weights on a GPU (no autocast), float32
+        # on a CPU (bf16 convolutions are slow there).
+        self.head_dtype = "bfloat16" if self.cuda else "float32"
         self.memory = PeakMemory(device)
         # Synchronise only to stop the clock (see time_callable).
         self.sync = (lambda: torch.cuda.synchronize(device)) if self.cuda else None
 
-    def autocast(self):
-        """bf16 autocast for the heads on a GPU; float32 on a CPU (bf16 convs are slow there)."""
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+    def head_runner(self, model: nn.Module, *, compiled: bool, batch: int) -> HeadRunner:
+        """The head placed (and compiled) by the code `facerefine enhance` uses; compiled code goes
+        to the project's compile cache, so a rerun skips the compile."""
+        return HeadRunner(model, self.device, dtype=self.head_dtype, compile=compiled, batch_size=batch,
+                          channels_last=self.shared.channels_last)
 
-    def place_head(self, model: nn.Module) -> nn.Module:
-        model = model.to(self.device).eval().requires_grad_(False)
-        if self.cuda and self.shared.channels_last:
-            model = model.to(memory_format=torch.channels_last)
-        return model
-
-    def head_callable(self, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-        if not self.compiled:
-            return model
-        # A fresh graph per (size, batch): static shapes compile best, and resetting keeps
-        # many sizes from hitting dynamo's recompile limit (which silently falls back to eager).
-        # Compiled code goes to the project's compile cache, so a rerun skips the compile.
-        use_cache()
-        torch._dynamo.reset()
-        return torch.compile(model, dynamic=False, mode=default_mode(self.device))
-
-    def head_input(self, images: torch.Tensor) -> torch.Tensor:
-        """Pipeline output in [0, 1] -> the heads' [-1, 1], float32 (autocast casts on the GPU)."""
-        x = images.float() * 2 - 1
-        if self.cuda and self.shared.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def measure(self, fn: Callable[[], object], *, images: int, warmup: int, repeats: int) -> dict[str, Any]:
-        """One measurement as a JSON record; a GPU out-of-memory becomes a recorded skip."""
+    def measure(self, fn: Callable[[], object], *, images: int, warmup: int, repeats: int,
+                compiled: bool = False) -> dict[str, Any]:
+        """One measurement as a JSON record; a GPU out-of-memory becomes a recorded skip.
+        ``compiled``: the first call compiles, so there is at least one warm-up call and its
+        excess over the steady-state median is reported apart, as ``compile_seconds``."""
+        warmup = max(warmup, int(compiled))
         try:
             with torch.inference_mode():
                 self.memory.reset()
@@ -156,14 +144,29 @@ class Bench:
             log.warning("out of memory: %s", str(err).splitlines()[0])
             return {"skipped": "out of memory"}
         s = timing.median
-        return {"seconds_per_call": round(s, 6), "images_per_call": images,
-                "seconds_per_image": round(seconds_per_image(s, images), 6),
-                "images_per_second": round(images_per_second(s, images), 4),
-                "peak_memory_bytes": peak, "timing": timing.to_dict()}
+        rec = {"seconds_per_call": round(s, 6), "images_per_call": images,
+               "seconds_per_image": round(seconds_per_image(s, images), 6),
+               "images_per_second": round(images_per_second(s, images), 4),
+               "peak_memory_bytes": peak, "timing": timing.to_dict()}
+        if compiled:
+            rec["compile_seconds"] = round(max(timing.warmup[0] - s, 0.0), 6)
+        return rec
+
+
+def side_by_side(run: Mapping[str, Any], eager: Mapping[str, Any] | None, variant: str) -> dict[str, Any]:
+    """The record of what the pipeline runs (``variant``), with the eager record of the same
+    work beside it when ``run`` is compiled, and the speed-up of one over the other."""
+    rec = {**run, "variant": variant}
+    if eager is not None:
+        rec["eager"] = dict(eager)
+        fast, slow = run.get("seconds_per_image"), eager.get("seconds_per_image")
+        rec["speedup_vs_eager"] = round(slow / fast, 4) if fast and slow else None
+    return rec
 
 
 def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dtype: str):
-    """FLUX text-to-image pipeline for ``role`` as the mode says (stand-in, real weights, or arch)."""
+    """FLUX text-to-image pipeline for ``role`` as the mode says (stand-in, real weights, or arch),
+    eager: the benchmark times it so first, then compiles it in place (``_time_pipeline``)."""
     from facerefine.weights import flux
 
     if mode == "arch":
@@ -172,7 +175,7 @@ def load_pipeline(role: str, mode: str, params: Params, device: torch.device, dt
         return flux.build_pipeline(role, device=device, dtype=torch_dtype(dtype))
     if mode == "smoke":
         return flux.load_flux(SMOKE, role, dtype=dtype, device=device)
-    return flux.load_flux_for(params.scale, role, dtype=dtype, device=device)
+    return flux.load_flux_for(params.scale, role, dtype=dtype, device=device, compile="none")
 
 
 def text_to_image(pipe, *, prompt: str, size: int, steps: int, guidance: float,
@@ -232,8 +235,8 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -
         "meaningful": mode != "smoke" and device.type == "cuda",
         "headline_dev_steps": params.bench.headline_dev_steps,
         "environment": environment(device, mode=mode, pipeline_dtype=pipe_dtype,
-                                   head_precision="bf16 autocast" if bench.cuda else "float32",
-                                   compile=bench.compiled, channels_last=params.bench.channels_last,
+                                   head_precision=f"{bench.head_dtype} weights", compile=bench.compiled,
+                                   flux_compile=bench.flux_compile, channels_last=params.bench.channels_last,
                                    memory_kind=bench.memory.kind),
         "settings": settings_record(params, mode, options),
         "text_encoding": {}, "pipelines": {}, "schnell_plus_head": {}, "heads": {},
@@ -241,14 +244,13 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -
     # Exact FLOPs per head and size, counted on the meta device before the heads move.
     gflops = {h.name: {s: count_flops(h.model, s) / 1e9 for s in sizes if not h.unfit_reason(s)}
               for h in heads}
-    placed = {h.name: bench.place_head(h.model) for h in heads}
 
     # dev first, then schnell alone and with every head. Each pipeline lives only inside
     # _time_pipeline (closures included), so at most one is ever in (GPU) memory.
     for role in ("dev", "schnell"):
-        _time_pipeline(bench, role, params, pipe_dtype, prompt, heads if role == "schnell" else [], placed, result)
+        _time_pipeline(bench, role, params, pipe_dtype, prompt, heads if role == "schnell" else [], result)
         _free(device)
-    _time_heads_alone(bench, heads, placed, gflops, result)
+    _time_heads_alone(bench, heads, gflops, result)
 
     result["derived"] = derive_all(result)
     result["paper"] = paper_reference(result, paper_head_gflop(params))
@@ -257,9 +259,10 @@ def _run(params: Params, mode: str, options: RunOptions, device: torch.device) -
 
 
 def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, prompt: str,
-                   heads: Sequence[BenchHead], placed: Mapping[str, nn.Module], result: dict[str, Any]) -> None:
-    """Text encoding alone, text-to-image at every size (dev: at every step count), and
-    (schnell) schnell + each head."""
+                   heads: Sequence[BenchHead], result: dict[str, Any]) -> None:
+    """Text encoding alone; text-to-image at every size (dev: at every step count), eager and,
+    when the profile compiles FLUX, compiled in place after it; then (schnell) schnell + each
+    head as the pipeline runs them."""
     scale, device = bench.scale, bench.device
     knobs = params.dev_run if role == "dev" else params.schnell_run  # the profile's step cap applied
     cap = params.scale.max_steps or max(params.bench.dev_steps)
@@ -271,38 +274,53 @@ def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, pro
         lambda: pipe.encode_prompt(prompt=prompt, prompt_2=None, device=device,
                                    max_sequence_length=knobs.max_sequence_length),
         images=1, warmup=scale.warmup, repeats=scale.repeats)
-    for key, _ in lines:
-        result["pipelines"][key] = {}
+
+    def t2i(size: int, steps: int) -> Callable[[], torch.Tensor]:
+        return text_to_image(pipe, prompt=prompt, size=size, steps=steps, guidance=knobs.guidance,
+                             max_sequence_length=knobs.max_sequence_length)
+
+    def time_all(compiled: bool) -> dict[tuple[str, int], dict[str, Any]]:
+        records = {}
+        for size in scale.resolutions:
+            for key, steps in lines:
+                records[key, size] = bench.measure(t2i(size, steps), images=1, warmup=scale.warmup,
+                                                   repeats=scale.repeats, compiled=compiled)
+                log.info("%s %d²%s: %s", key, size, " compiled" if compiled else "",
+                         _fmt_s(records[key, size].get("seconds_per_image")))
+        return records
+
+    eager = time_all(compiled=False)
+    runs, variant = eager, "eager"
+    if bench.flux_compile != "none":
+        compile_flux(pipe, bench.flux_compile)  # in place; the first timed call of each size compiles
+        runs, variant = time_all(compiled=True), bench.flux_compile
+    for key, steps in lines:
+        result["pipelines"][key] = {
+            str(size): {**side_by_side(runs[key, size], None if runs is eager else eager[key, size], variant),
+                        "steps": steps, "guidance": knobs.guidance}
+            for size in scale.resolutions}
+
     for size in scale.resolutions:
-        for key, steps in lines:
-            t2i = text_to_image(pipe, prompt=prompt, size=size, steps=steps, guidance=knobs.guidance,
-                                max_sequence_length=knobs.max_sequence_length)
-            rec = bench.measure(t2i, images=1, warmup=scale.warmup, repeats=scale.repeats)
-            result["pipelines"][key][str(size)] = {**rec, "steps": steps, "guidance": knobs.guidance}
-            log.info("%s %d²: %s", key, size, _fmt_s(rec.get("seconds_per_image")))
         for head in (h for h in heads if h.end_to_end):  # schnell only: its one line's t2i
             cell = result["schnell_plus_head"].setdefault(head.name, {})
             reason = head.unfit_reason(size)
             if reason:
                 cell[str(size)] = {"skipped": reason}
                 continue
-            fn = bench.head_callable(placed[head.name])
+            runner = bench.head_runner(head.model, compiled=bench.compiled, batch=1)
 
-            def end_to_end(t2i=t2i, fn=fn):
-                x = bench.head_input(t2i())
-                with bench.autocast():
-                    return fn(x)
+            def end_to_end(generate=t2i(size, lines[0][1]), runner=runner):
+                return runner(generate().float() * 2 - 1)  # the pipeline's [0, 1] -> the heads' [-1, 1]
 
-            # With compile, the first call compiles the head: always warm up at least once.
-            cell[str(size)] = bench.measure(end_to_end, images=1,
-                                            warmup=max(scale.warmup, int(bench.compiled)),
-                                            repeats=scale.repeats)
+            cell[str(size)] = bench.measure(end_to_end, images=1, warmup=scale.warmup, repeats=scale.repeats,
+                                            compiled=bench.compiled)
             log.info("%s + %s %d²: %s", role, head.name, size, _fmt_s(cell[str(size)].get("seconds_per_image")))
 
 
-def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[str, nn.Module],
-                      gflops: Mapping[str, Mapping[int, float]], result: dict[str, Any]) -> None:
-    """Every head at every size and batch, with achieved TFLOP/s from the exact FLOPs."""
+def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], gflops: Mapping[str, Mapping[int, float]],
+                      result: dict[str, Any]) -> None:
+    """Every head at every size and batch, eager and (when heads compile) compiled side by side,
+    with achieved TFLOP/s from the exact FLOPs."""
     scale, device = bench.scale, bench.device
     peak = bench.options.peak_tflops or (peak_tflops_for(device_name(device)) if bench.cuda else None)
     result["environment"]["peak_bf16_tflops"] = peak
@@ -322,21 +340,22 @@ def _time_heads_alone(bench: Bench, heads: Sequence[BenchHead], placed: Mapping[
                                     "batches": {}}
             entry["resolutions"][str(size)] = cell
             for batch in scale.head_batch_sizes:
-                x = bench.head_input(torch.rand(batch, 3, size, size, generator=gen).to(device))
-                fn = bench.head_callable(placed[head.name])
+                x = (torch.rand(batch, 3, size, size, generator=gen) * 2 - 1).to(device)
 
-                def head_alone(x=x, fn=fn):
-                    with bench.autocast():
-                        return fn(x)
+                def timed(compiled: bool, x=x, batch=batch) -> dict[str, Any]:
+                    runner = bench.head_runner(head.model, compiled=compiled, batch=batch)
+                    return bench.measure(lambda: runner(x), images=batch, warmup=scale.head_warmup,
+                                         repeats=scale.head_repeats, compiled=compiled)
 
-                rec = bench.measure(head_alone, images=batch, warmup=max(scale.head_warmup, int(bench.compiled)),
-                                    repeats=scale.head_repeats)
+                eager = timed(False)
+                rec = (side_by_side(timed(True), eager, "compiled") if bench.compiled
+                       else side_by_side(eager, None, "eager"))
                 if "images_per_second" in rec:
                     tf = achieved_tflops(gflop, rec["images_per_second"])
                     rec["achieved_tflops"] = round(tf, 4)
                     rec["fraction_of_peak"] = None if peak is None else round(tf / peak, 5)
                 cell["batches"][str(batch)] = rec
-                del x, fn, head_alone
+                del x
             log.info("%s %d²: %s", head.name, size,
                      ", ".join(f"b{b}: {r.get('images_per_second', 'skipped')} img/s"
                                for b, r in cell["batches"].items()))

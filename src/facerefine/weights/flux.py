@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from facerefine.compile import compile_flux
 from facerefine.config import RANDOM, SMOKE, RandomDepth
 from facerefine.precision import torch_dtype
 from facerefine.weights.hf import hub_offline, quiet_hf
@@ -298,13 +299,15 @@ VAE_TILING_ABOVE = 1024
 
 def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = "float32",
               device: str | torch.device = "cpu", depth: RandomDepth | None = None,
-              offload: str = "none", image_size: int | None = None) -> "FluxPipeline | FluxImg2ImgPipeline":
+              offload: str = "none", image_size: int | None = None,
+              compile: str = "none") -> "FluxPipeline | FluxImg2ImgPipeline":
     """Load a FLUX pipeline (text-to-image, or img2img sharing the same weights).
 
     ``offload`` (GPU only): ``model`` keeps one component at a time on the GPU
     (diffusers' ``enable_model_cpu_offload``), ``sequential`` one layer at a time
     (``enable_sequential_cpu_offload``); see README, "GPU memory". Images larger
-    than ``VAE_TILING_ABOVE`` are decoded in VAE tiles.
+    than ``VAE_TILING_ABOVE`` are decoded in VAE tiles. ``compile``: none, blocks or full
+    (:func:`facerefine.compile.compile_flux`).
     """
     from diffusers import FluxImg2ImgPipeline, FluxPipeline
 
@@ -325,7 +328,7 @@ def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = 
     pipe.set_progress_bar_config(disable=True)
     if image_size is not None and image_size > VAE_TILING_ABOVE:
         pipe.vae.enable_tiling()
-    return place_pipeline(pipe, device, offload)
+    return compile_flux(place_pipeline(pipe, device, offload), compile)
 
 
 def place_pipeline(pipe, device: str | torch.device, offload: str = "none"):
@@ -342,13 +345,18 @@ def place_pipeline(pipe, device: str | torch.device, offload: str = "none"):
     return pipe
 
 
-def random_fingerprint(spec: str, scale: "Profile") -> dict:
-    """What else changes a ``random`` network's pixels (its depth); nothing for other specs."""
-    return {"random_depth": scale.random_depth.model_dump()} if spec == RANDOM else {}
+def pixel_fingerprint(spec: str, scale: "Profile") -> dict:
+    """What else changes the pixels of a FLUX spec: a ``random`` network's depth, a compiled
+    transformer's float bits. Empty for eager published weights, so their shards keep their keys."""
+    extras = {"random_depth": scale.random_depth.model_dump()} if spec == RANDOM else {}
+    return extras | ({"compile": scale.compile} if scale.compile != "none" else {})
 
 
 def load_flux_for(scale: "Profile", role: FluxRole, *, device: str | torch.device, dtype: str,
-                  img2img: bool = False) -> "FluxPipeline | FluxImg2ImgPipeline":
-    """FLUX.1-``role`` as the active profile says: its weights, random depth, offload and size."""
+                  img2img: bool = False, compile: str | None = None) -> "FluxPipeline | FluxImg2ImgPipeline":
+    """FLUX.1-``role`` as the active profile says: its weights, random depth, offload, size and
+    compile (``compile`` overrides the profile's)."""
     return load_flux(getattr(scale.models, role), role, img2img=img2img, dtype=dtype, device=device,
-                     depth=scale.random_depth, offload=scale.offload, image_size=scale.image_size)
+                     depth=scale.random_depth, offload=scale.offload, image_size=scale.image_size,
+                     compile=compile or scale.compile)
+
