@@ -312,3 +312,19 @@ def test_generate_with_smoke_standins(tmp_path: Path, heads: dict[str, Path]) ->
         assert refined.format == "PNG" and refined.size == schnell.size == (32, 32)
         assert not np.array_equal(np.asarray(refined), np.asarray(schnell))  # the head ran
     assert "smoke" in result.output  # says which weights it used (params.yaml's smoke profile)
+
+
+def test_generate_passes_flux_compile_to_the_loader(tmp_path: Path, monkeypatch) -> None:
+    """--flux-compile reaches facerefine.compile.compile_flux (tests/test_flux_compile.py checks
+    what that does); without it the profile's `compile` (smoke: none) is used."""
+    from facerefine.weights import flux
+
+    seen: list[str] = []
+    monkeypatch.setattr(flux, "compile_flux", lambda pipe, how: seen.append(how) or pipe)
+    base = ["generate", "A portrait", "--size", "32", "--steps", "1"]
+    for extra, name in ((["--flux-compile", "blocks"], "a.png"), ([], "b.png")):
+        result = CliRunner().invoke(cli.main, [*base, "-o", str(tmp_path / name), *extra])
+        assert result.exit_code == 0, result.output
+    assert seen == ["blocks", "none"]
+    bad = CliRunner().invoke(cli.main, [*base, "-o", str(tmp_path / "c.png"), "--flux-compile", "fast"])
+    assert bad.exit_code == 2 and "'fast' is not one of 'none', 'blocks', 'full'" in bad.output

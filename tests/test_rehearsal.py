@@ -145,3 +145,17 @@ def test_generate_honours_the_profile_offload_and_an_explicit_one(tmp_path):
     assert generate_settings(params_path=tmp_path / "none.yaml").offload == "none"
     with pytest.raises(ValueError, match="offload"):
         generate_settings(params_path=path, offload="disk")
+
+
+def test_generate_honours_the_profile_flux_compile_and_an_explicit_one(tmp_path):
+    from facerefine.generate import generate_settings
+
+    raw = copy.deepcopy(BASE)
+    raw["profiles"]["smoke"]["compile"] = "blocks"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert generate_settings(params_path=path).compile == "blocks"
+    assert generate_settings(params_path=path, compile="none").compile == "none"
+    assert generate_settings(params_path=tmp_path / "none.yaml").compile == "none"  # one image: eager
+    with pytest.raises(ValueError, match="compile must be one of none, blocks, full, got 'fast'"):
+        generate_settings(params_path=path, compile="fast")
