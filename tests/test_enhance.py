@@ -317,8 +317,10 @@ def test_generate_with_smoke_standins(tmp_path: Path, heads: dict[str, Path]) ->
 def test_generate_passes_flux_compile_to_the_loader(tmp_path: Path, monkeypatch) -> None:
     """--flux-compile reaches facerefine.compile.compile_flux (tests/test_flux_compile.py checks
     what that does); without it the profile's `compile` (smoke: none) is used."""
+    from facerefine import generate as generate_module
     from facerefine.weights import flux
 
+    monkeypatch.setattr(generate_module, "_LAST_PIPELINE", {})  # nothing loaded before, nothing kept after
     seen: list[str] = []
     monkeypatch.setattr(flux, "compile_flux", lambda pipe, how: seen.append(how) or pipe)
     base = ["generate", "A portrait", "--size", "32", "--steps", "1"]
@@ -328,3 +330,25 @@ def test_generate_passes_flux_compile_to_the_loader(tmp_path: Path, monkeypatch)
     assert seen == ["blocks", "none"]
     bad = CliRunner().invoke(cli.main, [*base, "-o", str(tmp_path / "c.png"), "--flux-compile", "fast"])
     assert bad.exit_code == 2 and "'fast' is not one of 'none', 'blocks', 'full'" in bad.output
+
+
+def test_repeated_generate_calls_load_schnell_once(monkeypatch) -> None:
+    """The demo's Generate button calls generate() per click: the pipeline is loaded once per
+    settings, and a cached pipeline gives the image a fresh one gives."""
+    from facerefine import generate as generate_module
+    from facerefine.generate import generate, generate_settings
+    from facerefine.weights import flux
+
+    monkeypatch.setattr(generate_module, "_LAST_PIPELINE", {})
+    loads: list[int] = []
+    real = flux.load_flux
+    monkeypatch.setattr(flux, "load_flux", lambda *a, **k: loads.append(k["image_size"]) or real(*a, **k))
+    settings = generate_settings(size=32, steps=1)
+    first, _ = generate("A portrait", settings, seed=3)
+    again, _ = generate("A portrait", settings, seed=3)
+    other, _ = generate("A portrait", settings, seed=4)
+    assert loads == [32]
+    assert np.array_equal(np.asarray(first), np.asarray(again))
+    assert not np.array_equal(np.asarray(first), np.asarray(other))
+    generate("A portrait", generate_settings(size=48, steps=1), seed=3)  # other settings: loaded anew
+    assert loads == [32, 48] and len(generate_module._LAST_PIPELINE) == 1  # one pipeline held at a time

@@ -133,29 +133,19 @@ def test_cpu_keeps_bfloat16_and_refuses_float16():
     assert effective_dtype("float16", torch.device("cuda")) == "float16"
 
 
-def test_generate_honours_the_profile_offload_and_an_explicit_one(tmp_path):
+@pytest.mark.parametrize("key, profile_value, explicit, bad", [
+    ("offload", "model", "sequential", "disk"),
+    ("compile", "blocks", "none", "fast"),  # FLUX compile; outside a project one image runs eager
+])
+def test_generate_honours_the_profile_setting_and_an_explicit_one(tmp_path, key, profile_value, explicit, bad):
     from facerefine.generate import generate_settings
 
     raw = copy.deepcopy(BASE)
-    raw["profiles"]["smoke"]["offload"] = "model"
+    raw["profiles"]["smoke"][key] = profile_value
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    assert generate_settings(params_path=path).offload == "model"
-    assert generate_settings(params_path=path, offload="sequential").offload == "sequential"
-    assert generate_settings(params_path=tmp_path / "none.yaml").offload == "none"
-    with pytest.raises(ValueError, match="offload"):
-        generate_settings(params_path=path, offload="disk")
-
-
-def test_generate_honours_the_profile_flux_compile_and_an_explicit_one(tmp_path):
-    from facerefine.generate import generate_settings
-
-    raw = copy.deepcopy(BASE)
-    raw["profiles"]["smoke"]["compile"] = "blocks"
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    assert generate_settings(params_path=path).compile == "blocks"
-    assert generate_settings(params_path=path, compile="none").compile == "none"
-    assert generate_settings(params_path=tmp_path / "none.yaml").compile == "none"  # one image: eager
-    with pytest.raises(ValueError, match="compile must be one of none, blocks, full, got 'fast'"):
-        generate_settings(params_path=path, compile="fast")
+    assert getattr(generate_settings(params_path=path), key) == profile_value
+    assert getattr(generate_settings(params_path=path, **{key: explicit}), key) == explicit
+    assert getattr(generate_settings(params_path=tmp_path / "none.yaml"), key) == "none"
+    with pytest.raises(ValueError, match=f"{key} must be .*got '{bad}'"):
+        generate_settings(params_path=path, **{key: bad})

@@ -78,6 +78,27 @@ def generate_settings(*, model: str | None = None, steps: int | None = None, siz
     return settings
 
 
+# The last schnell pipeline loaded, by everything that shapes it: the demo's Generate button and
+# API loops call generate() once per image. One at a time: a full-size pipeline is ~34 GB.
+_LAST_PIPELINE: dict[tuple, Any] = {}
+
+
+def schnell_pipeline(settings: GenerateSettings, device: str) -> Any:
+    """FLUX.1-schnell as ``settings`` say, on ``device``; loaded once for repeated calls."""
+    from facerefine.precision import effective_dtype
+    from facerefine.weights.flux import load_flux
+
+    key = (settings.model, settings.dtype, str(device), repr(settings.random_depth), settings.offload,
+           settings.size, settings.compile)
+    if key not in _LAST_PIPELINE:
+        _LAST_PIPELINE.clear()  # free the previous pipeline before loading the next
+        _LAST_PIPELINE[key] = load_flux(
+            settings.model, "schnell", dtype=effective_dtype(settings.dtype, device), device=device,
+            depth=settings.random_depth, offload=settings.offload, image_size=settings.size,
+            compile=settings.compile)
+    return _LAST_PIPELINE[key]
+
+
 def generate(prompt: str, settings: GenerateSettings, *, seed: int = 0, device: str = "cpu",
              enhancer: Enhancer | None = None) -> tuple[Image.Image, Image.Image]:
     """(raw schnell image, refined image); refined is the raw image when there is no head.
@@ -88,12 +109,8 @@ def generate(prompt: str, settings: GenerateSettings, *, seed: int = 0, device: 
     """
     from facerefine.config import SchnellParams
     from facerefine.generation.flux import SchnellTextToImage
-    from facerefine.precision import effective_dtype
-    from facerefine.weights.flux import load_flux
 
-    pipe = load_flux(settings.model, "schnell", dtype=effective_dtype(settings.dtype, device), device=device,
-                     depth=settings.random_depth, offload=settings.offload, image_size=settings.size,
-                     compile=settings.compile)
+    pipe = schnell_pipeline(settings, device)
     sampling = SchnellParams(steps=settings.steps, guidance=settings.guidance,
                              max_sequence_length=settings.max_sequence_length)
     raw = SchnellTextToImage(pipe, sampling, settings.size)([{"prompt": prompt, "seed": seed}], 0)[0]
