@@ -16,7 +16,7 @@ that hits its time limit still returns what it measured):
 - ``flux``: one FLUX.1 transformer step at 512² (1024 image + 256 text tokens; full size,
   random weights, bf16): eager vs ``blocks`` (diffusers' ``compile_repeated_blocks``: one graph
   for the 19 double and one for the 38 single blocks) vs ``full``, compiled by
-  facerefine.compile.compile_flux (what the stages run). Target: <= 37 ms.
+  facerefine.weights.flux.compile_flux (what the stages run). Target: <= 37 ms.
 - ``schnell``: one full FLUX.1-schnell text-to-image at 512² (4 steps), eager vs ``blocks``.
   Target: <= 0.19 s (eager 0.271 s in ../shared/results-h200/latency.json).
 - ``start``: cold vs warm start: a fresh process compiles the CycleGAN head (512², batch 16)
@@ -118,7 +118,7 @@ def flux_transformer(tiny: bool, device: torch.device) -> tuple[torch.nn.Module,
 
 
 def bench_flux(args: argparse.Namespace, device: torch.device, record: Callable[[dict], None]) -> None:
-    from facerefine.compile import compile_flux
+    from facerefine.weights.flux import compile_flux
 
     for variant in ("eager", "blocks", "full"):
         model, inputs = flux_transformer(args.tiny, device)
@@ -139,7 +139,6 @@ def bench_schnell(args: argparse.Namespace, device: torch.device, record: Callab
     VAE decode included): full-size with random weights, eager and then with its blocks compiled
     in place, as generate_schnell runs with ``compile: blocks``. Target: <= 0.19 s."""
     from facerefine.bench.workloads import text_to_image
-    from facerefine.compile import compile_flux
     from facerefine.weights import flux
 
     pipe = (flux.load_flux("smoke", "schnell", device=device) if args.tiny
@@ -149,7 +148,7 @@ def bench_schnell(args: argparse.Namespace, device: torch.device, record: Callab
                         max_sequence_length=16 if args.tiny else 256)
     for variant in ("eager", "blocks"):
         if variant == "blocks":
-            compile_flux(pipe, "blocks", backend=args.backend)
+            flux.compile_flux(pipe, "blocks", backend=args.backend)
         with torch.inference_mode():
             first, median = timed(run, device, 1, max(3, args.repeats // 4))
         record({"section": "schnell", "variant": variant, "size": size, "steps": 4, "setup_s": round(first, 3),
@@ -200,8 +199,10 @@ def bench_enhance(args: argparse.Namespace, device: torch.device, record: Callab
     record({"section": "enhance", **result})
 
 
-SECTIONS = {"heads": bench_heads, "flux": bench_flux, "schnell": bench_schnell, "start": bench_start,
-            "enhance": bench_enhance}
+# schnell last: building a full-size pipeline is the slowest set-up, and a run cut by its time
+# limit keeps every row measured before.
+SECTIONS = {"heads": bench_heads, "flux": bench_flux, "start": bench_start, "enhance": bench_enhance,
+            "schnell": bench_schnell}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from facerefine.evaluation_inputs import HEAD_ROWS, lora_shards, preflight
 from facerefine.heads import read_head_folder
 from facerefine.io import write_json, write_text
 from facerefine.metrics import fidelity
-from facerefine.metrics.clip_iqa import clip_iqa_original_scores, clip_iqa_scores, prompt_pairs
+from facerefine.metrics.clip_iqa import clip_iqa_original_scores, clip_iqa_scores
 from facerefine.provenance import CLIP_IQA_LABELS, table4_provenance
 from facerefine.stagekit import run_stage
 from facerefine.tracking import stage_run

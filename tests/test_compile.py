@@ -144,7 +144,8 @@ def test_inductor_compiled_equals_eager(_compile_cache: Path) -> None:
 
 _SECOND_PROCESS = textwrap.dedent("""
     import json, sys, torch
-    from facerefine.compile import HeadRunner, cache_counters
+    from facerefine.compile import HeadRunner
+    from facerefine.compile_cache import cache_counters
     from facerefine.models.cyclegan import ResnetGenerator
     torch.manual_seed(0)
     runner = HeadRunner(ResnetGenerator(ngf=4, n_blocks=1).eval(), "cpu", compile="on", batch_size=1)

@@ -315,7 +315,7 @@ def test_generate_with_smoke_standins(tmp_path: Path, heads: dict[str, Path]) ->
 
 
 def test_generate_passes_flux_compile_to_the_loader(tmp_path: Path, monkeypatch) -> None:
-    """--flux-compile reaches facerefine.compile.compile_flux (tests/test_flux_compile.py checks
+    """--flux-compile reaches facerefine.weights.flux.compile_flux (tests/test_flux_compile.py checks
     what that does); without it the profile's `compile` (smoke: none) is used."""
     from facerefine import generate as generate_module
     from facerefine.weights import flux

@@ -1,6 +1,6 @@
-"""Compiled FLUX (profiles.<p>.compile, facerefine.compile.compile_flux) on the tiny stand-ins:
-which modules compile, how many graphs (none more from one batch to the next), and images that
-equal eager ones within float tolerance."""
+"""Compiled FLUX (profiles.<p>.compile, facerefine.weights.flux.compile_flux) on the tiny
+stand-ins: which modules compile, how many graphs (none more from one batch to the next), images
+that equal eager ones within float tolerance, and the combinations with offload it refuses."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pytest
 import torch
 from torch._dynamo.testing import CompileCounter
 
-from facerefine.compile import FLUX_COMPILE_CHOICES, compile_flux
-from facerefine.config import SchnellParams
+from facerefine import cli
+from facerefine.config import FLUX_COMPILE_CHOICES, ParamsError, SchnellParams, load_params, parse_params
 from facerefine.generation.flux import SchnellTextToImage
 from facerefine.weights import flux
+from facerefine.weights.flux import compile_flux
 
 SIZE = 32
 SAMPLING = SchnellParams(steps=2, guidance=0.0, max_sequence_length=16)
@@ -38,13 +39,9 @@ def _compile_cache(tmp_path, monkeypatch):
     torch._dynamo.reset()
 
 
-def schnell(compile: str = "none", backend=None) -> SchnellTextToImage:
-    pipe = flux.load_flux("smoke", "schnell")
-    if backend is not None:
-        compile_flux(pipe, compile, backend=backend)
-    elif compile != "none":
-        compile_flux(pipe, compile)
-    return SchnellTextToImage(pipe, SAMPLING, SIZE)
+def schnell(compile: str = "none", backend="inductor") -> SchnellTextToImage:
+    return SchnellTextToImage(compile_flux(flux.load_flux("smoke", "schnell"), compile, backend=backend),
+                              SAMPLING, SIZE)
 
 
 def compiled_modules(transformer: torch.nn.Module) -> set[str]:
@@ -94,15 +91,37 @@ def test_compiled_images_equal_eager_within_tolerance():
 
 
 def test_load_flux_for_compiles_as_the_profile_says():
-    from facerefine.config import load_params
-
     params = load_params()
     scale = params.scale.model_copy(update={"compile": "blocks"})
     pipe = flux.load_flux_for(scale, "schnell", device="cpu", dtype="float32")
     assert compiled_modules(pipe.transformer) == {"FluxTransformerBlock", "FluxSingleTransformerBlock"}
 
 
-def test_a_bad_choice_is_named():
+def test_a_bad_choice_is_named_and_the_cli_offers_the_params_choices():
     with pytest.raises(ValueError, match="FLUX compile must be one of none, blocks, full, got 'fast'"):
         compile_flux(object(), "fast")
-    assert FLUX_COMPILE_CHOICES == ("none", "blocks", "full")
+    assert cli.FLUX_COMPILE_CHOICES == FLUX_COMPILE_CHOICES  # the CLI's torch-free copy
+
+
+@pytest.mark.parametrize("compile, offload, message", [
+    ("blocks", "sequential", "compile 'blocks' cannot run with offload 'sequential'"),
+    ("full", "sequential", "compile 'full' cannot run with offload 'sequential'"),
+    ("full", "model", "compile 'full' cannot run with offload 'model'.*use compile 'blocks'"),
+])
+def test_compile_with_an_offload_it_cannot_trace_is_refused_where_it_is_set(compile, offload, message):
+    """Accelerate's offload hooks move weights inside the forward: refused in params.yaml (naming
+    the profile's key) and in `facerefine generate`, before anything loads."""
+    from facerefine.generate import generate_settings
+
+    raw = load_params().model_dump()
+    raw["profiles"]["smoke"].update(compile=compile, offload=offload)
+    with pytest.raises(ParamsError, match=r"profiles\.smoke.*" + message):
+        parse_params(raw)
+    with pytest.raises(ValueError, match=message):
+        generate_settings(compile=compile, offload=offload, params_path="none.yaml")
+
+
+def test_blocks_with_model_offload_is_allowed():
+    raw = load_params().model_dump()
+    raw["profiles"]["smoke"].update(compile="blocks", offload="model")  # the hook wraps the transformer, not a block
+    assert parse_params(raw).scale.compile == "blocks"

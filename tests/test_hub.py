@@ -67,7 +67,7 @@ def test_save_pretrained_round_trip_gives_identical_outputs(tmp_path, one_thread
 
 
 def test_from_pretrained_finds_a_name_in_models_heads(tmp_path, monkeypatch, one_thread):
-    paths = tiny_heads(tmp_path / "models" / "heads")
+    tiny_heads(tmp_path / "models" / "heads")
     monkeypatch.chdir(tmp_path)
     assert load_head("esa").path == Path("models/heads/esa")
     with pytest.raises(FileNotFoundError, match="not a Hub repo id"):

@@ -101,7 +101,7 @@ def quality_row(quality: Mapping[str, Any] | None, name: str) -> dict[str, Any] 
 def latency_row(latency: Mapping[str, Any] | None, name: str) -> dict[str, Any] | None:
     """The head's numbers from ``metrics/latency.json`` (the bench headline): saving of
     schnell + head vs dev (mean over resolutions and per resolution) and the head's
-    best images/s at the largest resolution."""
+    best images/s at the resolution the headline names (512², else the largest timed)."""
     if not latency or "saving_vs_dev" not in latency:
         return None
     saving = latency["saving_vs_dev"]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 # A literal copy of facerefine.enhance's choices, so that `facerefine --help` does not import torch.
 FORMATS = ("jpeg", "png", "webp")
 COMPILE_CHOICES = ("auto", "on", "off")  # facerefine.compile.COMPILE_CHOICES / COMPILE_MODES
+FLUX_COMPILE_CHOICES = ("none", "blocks", "full")  # facerefine.config.FLUX_COMPILE_CHOICES
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 
@@ -141,7 +142,7 @@ def enhance(input_spec: str, output: str, head: str, backend: str, image_format:
 @click.option("--offload", type=click.Choice(("none", "model", "sequential")), default=None,
               help="GPU memory: offload FLUX to the CPU per component (model) or per layer (sequential); "
                    "default: the profile's offload, else none. See README, 'GPU memory'")
-@click.option("--flux-compile", type=click.Choice(("none", "blocks", "full")), default=None,
+@click.option("--flux-compile", type=click.Choice(FLUX_COMPILE_CHOICES), default=None,
               help="torch.compile FLUX's transformer blocks (blocks) or all of it (full); pays from a few "
                    "images on, and the compiled code is cached for the next call. Default: the profile's "
                    "compile, else none. See README, 'Speed on a GPU'")

@@ -1,4 +1,4 @@
-"""torch.compile for heads and FLUX: when to compile, size buckets, and a persistent compile cache.
+"""torch.compile for heads: when to compile, size buckets, and the placed (compiled) head.
 
 - **When.** ``--compile auto`` compiles on CUDA and not on the CPU, where onnxruntime (or
   eager torch) stays the default: a CPU compile costs seconds to minutes per graph and the
@@ -20,22 +20,16 @@
   pooling (U-Net) see the reflected border too, so a compiled output equals an eager one exactly
   (within float tolerance) on sizes that are their own bucket (512², 1024², …) and is close but
   not identical on others; ``--compile off`` is the reference.
-- **FLUX.** :func:`compile_flux` compiles a pipeline's transformer as ``profiles.<p>.compile``
-  says: ``blocks`` is regional compilation (diffusers' ``compile_repeated_blocks``: one graph for
-  the 19 double-stream blocks and one for the 38 single-stream ones, compiled in seconds rather
-  than the whole transformer's minutes), ``full`` the whole transformer. Shapes are static: a
-  stage runs one image size and at most two batch sizes (full batches and a shard's last one).
-- **Cache.** Inductor's FX-graph and autograd caches (and Triton's kernels) go to
-  ``$FACEREFINE_COMPILE_CACHE``, default ``$FACEREFINE_HOME/compile`` (``./.facerefine/compile``),
-  never the global ``/tmp/torchinductor_$USER``: a second process with the same head, mode and
-  bucket loads the compiled code instead of compiling it again.
+- **Cache.** Compiled code persists in the project's compile cache (:mod:`facerefine.compile_cache`):
+  a second process with the same head, mode and bucket loads it instead of compiling again.
+
+FLUX is compiled by :func:`facerefine.weights.flux.compile_flux` (``profiles.<p>.compile``).
 """
 
 from __future__ import annotations
 
 import copy
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,7 +37,7 @@ from typing import Any
 
 import torch
 
-from facerefine.paths import facerefine_home
+from facerefine.compile_cache import allow_graphs, use_cache
 from facerefine.precision import effective_dtype, torch_dtype
 
 COMPILE_CHOICES = ("auto", "on", "off")
@@ -73,42 +67,6 @@ def check_mode(mode: str) -> str:
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}")
     return mode
-
-
-# ------------------------------------------------------------------- cache
-
-
-def cache_dir() -> Path:
-    """Where compiled artifacts persist: ``$FACEREFINE_COMPILE_CACHE``, else
-    ``$FACEREFINE_HOME/compile`` (default ``./.facerefine/compile``)."""
-    if os.environ.get("FACEREFINE_COMPILE_CACHE"):
-        return Path(os.environ["FACEREFINE_COMPILE_CACHE"]).resolve()
-    return facerefine_home() / "compile"
-
-
-def use_cache(directory: str | Path | None = None) -> Path:
-    """Point inductor's (and Triton's) on-disk caches at ``directory`` (default :func:`cache_dir`)
-    and turn the local FX-graph and autograd caches on. Call before the first compile of the
-    process: inductor fixes its cache folder when it first needs it."""
-    path = Path(directory) if directory is not None else cache_dir()
-    path.mkdir(parents=True, exist_ok=True)
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)
-    os.environ["TRITON_CACHE_DIR"] = str(path / "triton")
-    os.environ["TORCHINDUCTOR_FX_GRAPH_CACHE"] = "1"
-    os.environ["TORCHINDUCTOR_AUTOGRAD_CACHE"] = "1"
-    from torch._functorch import config as functorch_config
-    from torch._inductor import config as inductor_config
-
-    inductor_config.fx_graph_cache = True
-    functorch_config.enable_autograd_cache = True
-    return path
-
-
-def cache_counters() -> dict[str, int]:
-    """Inductor's FX-graph cache hits and misses in this process (a warm start hits)."""
-    from torch._dynamo.utils import counters
-
-    return {k: int(v) for k, v in counters["inductor"].items() if k.startswith("fxgraph_cache")}
 
 
 # ----------------------------------------------------------------- buckets
@@ -141,42 +99,6 @@ def bucket_side(length: int, ladder: list[int]) -> int | None:
         if side >= length:
             return side
     return None
-
-
-def allow_graphs(count: int) -> None:
-    """Raise dynamo's recompile limits to ``count`` graphs per compiled function, so that no
-    legitimate shape (a bucket, a batch size, a resolution) silently falls back to eager."""
-    from torch._dynamo import config as dynamo_config
-
-    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, count + 1)
-    dynamo_config.accumulated_recompile_limit = max(dynamo_config.accumulated_recompile_limit, 4 * (count + 1))
-
-
-# ------------------------------------------------------------------- FLUX
-
-FLUX_COMPILE_CHOICES = ("none", "blocks", "full")
-# Graphs per compiled FLUX function: block kinds x resolutions x batch sizes, with room for the
-# benchmark's several resolutions.
-FLUX_GRAPHS = 64
-
-
-def compile_flux(pipe: Any, how: str, *, backend: Any = "inductor", cache: str | Path | None | bool = None) -> Any:
-    """Compile ``pipe.transformer`` in place (``none``, ``blocks`` or ``full``; module doc) and
-    return ``pipe``. The compile itself happens at the first call; LoRA weights loaded before
-    then are compiled with the blocks."""
-    if how not in FLUX_COMPILE_CHOICES:
-        raise ValueError(f"FLUX compile must be one of {', '.join(FLUX_COMPILE_CHOICES)}, got {how!r}")
-    if how == "none":
-        return pipe
-    if cache is not False:
-        use_cache(None if cache in (None, True) else cache)
-    allow_graphs(FLUX_GRAPHS)
-    options: dict[str, Any] = {"backend": backend, "dynamic": False, "fullgraph": True}
-    if how == "blocks":
-        pipe.transformer.compile_repeated_blocks(**options)
-    else:
-        pipe.transformer.compile(**options)
-    return pipe
 
 
 # ------------------------------------------------------------ head runner
@@ -233,15 +155,16 @@ class HeadRunner:
         self.eager, self._fn = placed[key]
 
     def _place(self, model: torch.nn.Module, backend: Any) -> tuple[torch.nn.Module, Callable]:
-        if self.dtype != torch.float32:  # a copy: casting in place would round the caller's weights
+        # A copy: casting in place would round the caller's weights, and two runners that differ
+        # in memory format would otherwise share, and re-format, one module.
+        if self.dtype != torch.float32 or self.memory_format != torch.contiguous_format:
             model = copy.deepcopy(model, memo={id(model.__dict__[_PLACED]): {}})
         model = model.to(self.device, dtype=self.dtype).eval().to(memory_format=self.memory_format)
         for p in model.parameters():
             p.requires_grad_(False)
         if not self.compiled:
             return model, model
-        if self.cache is not False:
-            use_cache(None if self.cache in (None, True) else self.cache)
+        use_cache(self.cache)
         allow_graphs(self.bound)  # every bucket is one legitimate graph
         options: dict[str, Any] = {"backend": backend, "dynamic": False}
         if backend == "inductor":

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -197,9 +197,22 @@ class RandomDepth(_Strict):
 
 
 Offload = Literal["none", "model", "sequential"]
-# torch.compile of the FLUX transformer (facerefine.compile.compile_flux): none (eager), blocks
-# (regional: one graph per repeated block class) or full (the whole transformer, one graph).
+# torch.compile of the FLUX transformer (facerefine.weights.flux.compile_flux): none (eager),
+# blocks (regional: one graph per repeated block class) or full (the whole transformer, one graph).
 FluxCompile = Literal["none", "blocks", "full"]
+FLUX_COMPILE_CHOICES: tuple[str, ...] = get_args(FluxCompile)
+
+
+def compile_offload_conflict(compile: str, offload: str) -> str | None:
+    """Why FLUX ``compile`` cannot run with ``offload``, or None. Offloading moves weights inside
+    the forward with accelerate hooks, which a full-graph compile cannot trace: ``sequential``
+    hooks every layer (so every block), ``model`` the transformer's own forward (so ``full``)."""
+    if compile != "none" and offload == "sequential":
+        return (f"compile {compile!r} cannot run with offload 'sequential' (accelerate moves every layer's "
+                "weights inside the compiled blocks); use compile 'none'")
+    if compile == "full" and offload == "model":
+        return "compile 'full' cannot run with offload 'model' (its hook wraps the transformer); use compile 'blocks'"
+    return None
 
 
 class Profile(_Strict):
@@ -213,8 +226,9 @@ class Profile(_Strict):
     # GPU memory: diffusers' enable_model_cpu_offload ("model") or enable_sequential_cpu_offload
     # ("sequential") for FLUX; see README, "GPU memory". Ignored on a CPU.
     offload: Offload = "none"
-    # torch.compile of FLUX in generate_schnell, refine_dev, evaluate's LoRA row, `facerefine
-    # generate` and the benchmark. It changes float bits (README, "Speed on a GPU").
+    # torch.compile of FLUX wherever the profile's FLUX runs: generate_schnell, refine_dev,
+    # evaluate's LoRA row, the benchmark, benchmarks/stage_throughput.py, and `facerefine
+    # generate` and the demo inside a project. It changes float bits (README, "Speed on a GPU").
     compile: FluxCompile = "none"
     # Rehearsal only: cap on denoising steps (time, not memory or shapes); null = the paper's steps.
     max_steps: PositiveInt | None = None
@@ -223,6 +237,13 @@ class Profile(_Strict):
     unet: UnetScale
     cyclegan: CycleScale
     bench: BenchScale
+
+    @model_validator(mode="after")
+    def _compile_with_offload(self) -> "Profile":
+        conflict = compile_offload_conflict(self.compile, self.offload)
+        if conflict:
+            raise ValueError(conflict)
+        return self
 
     @field_validator("image_size")
     @classmethod

@@ -31,7 +31,7 @@ class GenerateSettings:
     source: str  # "params.yaml (profile X)" or "defaults"
     offload: str = "none"        # none | model | sequential (GPU memory; see README, "GPU memory")
     random_depth: Any = None     # the profile's RandomDepth, for `random` weights
-    compile: str = "none"        # FLUX transformer: none | blocks | full (facerefine.compile.compile_flux)
+    compile: str = "none"        # FLUX transformer: none | blocks | full (weights.flux.compile_flux)
 
 
 # The released model and its recommended sampling, used outside a facerefine project.
@@ -45,7 +45,7 @@ def generate_settings(*, model: str | None = None, steps: int | None = None, siz
     """Explicit options win; then ``params.yaml`` in the current folder (the active
     profile's schnell spec, size, dtype, offload and compile, and the ``schnell`` sampling knobs);
     then the released FLUX.1-schnell with its recommended sampling."""
-    from facerefine.config import IMAGE_SIZE_MULTIPLE, load_params
+    from facerefine.config import FLUX_COMPILE_CHOICES, IMAGE_SIZE_MULTIPLE, compile_offload_conflict, load_params
 
     if Path(params_path).is_file():
         params = load_params(params_path)
@@ -62,8 +62,6 @@ def generate_settings(*, model: str | None = None, steps: int | None = None, siz
         source = "defaults"
     if offload not in (None, "none", "model", "sequential"):
         raise ValueError(f"offload must be none, model or sequential, got {offload!r}")
-    from facerefine.compile import FLUX_COMPILE_CHOICES
-
     if compile not in (None, *FLUX_COMPILE_CHOICES):
         raise ValueError(f"compile must be one of {', '.join(FLUX_COMPILE_CHOICES)}, got {compile!r}")
     settings = GenerateSettings(
@@ -71,6 +69,9 @@ def generate_settings(*, model: str | None = None, steps: int | None = None, siz
         max_sequence_length=base["max_sequence_length"], size=size or base["size"],
         dtype=dtype or base["dtype"], source=source, offload=offload or base["offload"],
         random_depth=base["random_depth"], compile=compile or base["compile"])
+    conflict = compile_offload_conflict(settings.compile, settings.offload)
+    if conflict:
+        raise ValueError(conflict)
     if settings.size % IMAGE_SIZE_MULTIPLE:
         raise ValueError(f"size must be a multiple of {IMAGE_SIZE_MULTIPLE} for FLUX, got {settings.size}")
     if settings.steps < 1:
@@ -91,7 +92,15 @@ def schnell_pipeline(settings: GenerateSettings, device: str) -> Any:
     key = (settings.model, settings.dtype, str(device), repr(settings.random_depth), settings.offload,
            settings.size, settings.compile)
     if key not in _LAST_PIPELINE:
-        _LAST_PIPELINE.clear()  # free the previous pipeline before loading the next
+        if _LAST_PIPELINE:  # free the previous pipeline (~34 GB at full size) before loading the next
+            import gc
+
+            import torch
+
+            _LAST_PIPELINE.clear()
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         _LAST_PIPELINE[key] = load_flux(
             settings.model, "schnell", dtype=effective_dtype(settings.dtype, device), device=device,
             depth=settings.random_depth, offload=settings.offload, image_size=settings.size,

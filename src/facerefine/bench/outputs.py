@@ -118,8 +118,9 @@ def _compiled_section(result: Mapping[str, Any]) -> list[str]:
                 "on CUDA only, `profiles.<p>.compile` sets FLUX's).", ""]
     lines = ["## Compiled vs eager", "", "The headline tables above use what the pipeline runs (FLUX "
              f"`{env['flux_compile']}`, heads {'compiled' if env['head_compile'] else 'eager'}); the same work "
-             "timed eager in the same run. Compile: the first call's excess over the steady state (a warm "
-             "compile cache makes it small).", "",
+             "timed eager in the same run. Compile: the first call's excess over the steady state, the compile "
+             "paid there in this process (small where an earlier row compiled the same graph, or a warm "
+             "compile cache held it).", "",
              "| what | size | batch | eager s/image | compiled s/image | speed-up | compile |", "|---|---|---|---|---|---|---|"]
     for what, size, batch, rec in sorted(rows, key=lambda r: (r[0], int(r[1]), r[2])):
         speedup = rec.get("speedup_vs_eager")

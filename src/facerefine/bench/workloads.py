@@ -4,9 +4,9 @@ one JSON-ready dict (the full table, ``reports/latency.json``).
 
 GPU rules (DESIGN.md, "Performance rules"): the heads run as `facerefine enhance` runs them
 (``compile.HeadRunner``: bf16 weights, channels_last, batched, compiled on CUDA); FLUX as the
-stages run it (``profiles.<p>.compile``). Whatever is compiled is timed eager too, in the same
-run, with the compile time apart from the steady state. The device is synchronised only to
-stop the clock.
+stages run it (``profiles.<p>.compile``). When compiled, text-to-image and each head alone are
+timed eager too, in the same run, with the compile time apart from the steady state; schnell +
+head is timed as it runs. The device is synchronised only to stop the clock.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from facerefine.bench.outputs import fmt_seconds as _fmt_s
 from facerefine.bench.settings import (RunOptions, check_mode, effective_mode, resolve_device,
                                        settings_record)
 from facerefine.bench.timing import time_callable
-from facerefine.compile import HeadRunner, compile_flux, wants_compile
+from facerefine.compile import HeadRunner, wants_compile
 from facerefine.config import SMOKE, Params
 
 log = logging.getLogger("facerefine.bench")
@@ -131,8 +131,10 @@ class Bench:
     def measure(self, fn: Callable[[], object], *, images: int, warmup: int, repeats: int,
                 compiled: bool = False) -> dict[str, Any]:
         """One measurement as a JSON record; a GPU out-of-memory becomes a recorded skip.
-        ``compiled``: the first call compiles, so there is at least one warm-up call and its
-        excess over the steady-state median is reported apart, as ``compile_seconds``."""
+        ``compiled``: the first call may compile, so there is at least one warm-up call and its
+        excess over the steady-state median is reported apart, as ``compile_seconds``: the compile
+        this call paid in this process (small when an earlier record compiled the same graph, or
+        the on-disk compile cache held it)."""
         warmup = max(warmup, int(compiled))
         try:
             with torch.inference_mode():
@@ -263,6 +265,8 @@ def _time_pipeline(bench: Bench, role: str, params: Params, pipe_dtype: str, pro
     """Text encoding alone; text-to-image at every size (dev: at every step count), eager and,
     when the profile compiles FLUX, compiled in place after it; then (schnell) schnell + each
     head as the pipeline runs them."""
+    from facerefine.weights.flux import compile_flux
+
     scale, device = bench.scale, bench.device
     knobs = params.dev_run if role == "dev" else params.schnell_run  # the profile's step cap applied
     cap = params.scale.max_steps or max(params.bench.dev_steps)

@@ -38,8 +38,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
-from facerefine.compile import compile_flux
-from facerefine.config import RANDOM, SMOKE, RandomDepth
+from facerefine.compile_cache import allow_graphs, use_cache
+from facerefine.config import FLUX_COMPILE_CHOICES, RANDOM, SMOKE, RandomDepth
 from facerefine.precision import torch_dtype
 from facerefine.weights.hf import hub_offline, quiet_hf
 from facerefine.weights.standins import build_once, write_clip_tokenizer, write_t5_tokenizer
@@ -307,7 +307,7 @@ def load_flux(spec: str, role: FluxRole, *, img2img: bool = False, dtype: str = 
     (diffusers' ``enable_model_cpu_offload``), ``sequential`` one layer at a time
     (``enable_sequential_cpu_offload``); see README, "GPU memory". Images larger
     than ``VAE_TILING_ABOVE`` are decoded in VAE tiles. ``compile``: none, blocks or full
-    (:func:`facerefine.compile.compile_flux`).
+    (:func:`compile_flux`).
     """
     from diffusers import FluxImg2ImgPipeline, FluxPipeline
 
@@ -360,3 +360,33 @@ def load_flux_for(scale: "Profile", role: FluxRole, *, device: str | torch.devic
                      depth=scale.random_depth, offload=scale.offload, image_size=scale.image_size,
                      compile=compile or scale.compile)
 
+
+# ------------------------------------------------------------------ compile
+
+# profiles.<p>.compile. blocks: regional compilation (diffusers' compile_repeated_blocks): one
+# graph for the 19 double-stream blocks and one for the 38 single-stream ones, compiled in
+# seconds rather than the whole transformer's minutes; full: the whole transformer, one graph
+# (config.FLUX_COMPILE_CHOICES).
+# Graphs per compiled FLUX function: block kinds x resolutions x batch sizes. Shapes are static:
+# a stage runs one image size and at most two batch sizes (full batches and a shard's last one);
+# the benchmark times several resolutions.
+FLUX_GRAPHS = 64
+
+
+def compile_flux(pipe: Any, how: str, *, backend: Any = "inductor", cache: str | Path | None | bool = None) -> Any:
+    """Compile ``pipe.transformer`` in place as ``how`` says (none, blocks or full) and return
+    ``pipe``. The compile itself happens at the first call (and goes to the project's compile
+    cache, :mod:`facerefine.compile_cache`); LoRA weights loaded before then are compiled with
+    the blocks. ``fullgraph``: a graph break is an error, not a silent slow path."""
+    if how not in FLUX_COMPILE_CHOICES:
+        raise ValueError(f"FLUX compile must be one of {', '.join(FLUX_COMPILE_CHOICES)}, got {how!r}")
+    if how == "none":
+        return pipe
+    use_cache(cache)
+    allow_graphs(FLUX_GRAPHS)
+    options: dict[str, Any] = {"backend": backend, "dynamic": False, "fullgraph": True}
+    if how == "blocks":
+        pipe.transformer.compile_repeated_blocks(**options)
+    else:
+        pipe.transformer.compile(**options)
+    return pipe
