@@ -363,13 +363,12 @@ def load_flux_for(scale: "Profile", role: FluxRole, *, device: str | torch.devic
 
 # ------------------------------------------------------------------ compile
 
-# profiles.<p>.compile. blocks: regional compilation (diffusers' compile_repeated_blocks): one
-# graph for the 19 double-stream blocks and one for the 38 single-stream ones, compiled in
-# seconds rather than the whole transformer's minutes; full: the whole transformer, one graph
-# (config.FLUX_COMPILE_CHOICES).
-# Graphs per compiled FLUX function: block kinds x resolutions x batch sizes. Shapes are static:
-# a stage runs one image size and at most two batch sizes (full batches and a shard's last one);
-# the benchmark times several resolutions.
+# profiles.<p>.compile (config.FLUX_COMPILE_CHOICES). blocks: regional compilation (diffusers'
+# compile_repeated_blocks), one graph for the 19 double-stream blocks and one for the 38
+# single-stream ones, compiled in seconds rather than the whole transformer's minutes; full: the
+# whole transformer, one graph. Shapes are static: a stage runs one image size and at most two
+# batch sizes (full batches and a shard's last one), the benchmark several resolutions, so a
+# compiled function has at most block kinds x resolutions x batch sizes graphs:
 FLUX_GRAPHS = 64
 
 
