@@ -48,8 +48,9 @@ import yaml
 from PIL import Image
 
 from facerefine.bench.environment import device_name
+from facerefine.bench.settings import resolve_device
 from facerefine.bench.timing import Timing, time_callable
-from facerefine.config import Params, load_params
+from facerefine.config import Params, ParamsError, load_params
 from facerefine.io import write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,15 +67,6 @@ def with_profile(params: Params, profile: str | None) -> Params:
     if profile not in params.profiles:
         raise SystemExit(f"--profile: unknown profile '{profile}'; choose one of {', '.join(sorted(params.profiles))}")
     return Params.model_validate({**params.model_dump(), "profile": profile})
-
-
-def resolve_device(requested: str) -> torch.device:
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {requested}: CUDA is not available here")
-    return device
 
 
 def timed(fn: Callable[[], object], device: torch.device, *, warmup: int, repeats: int) -> Timing:
@@ -383,7 +375,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                     help="output JSON (default: benchmarks/results/stage_throughput_<device>.json)")
     args = ap.parse_args(argv)
     params = with_profile(load_params(args.params), args.profile)
-    device = resolve_device(args.device)
+    try:
+        device = resolve_device(args.device)  # the benchmark's own rule for --device
+    except ParamsError as err:
+        raise SystemExit(str(err)) from None
     skip = [s.strip() for s in args.skip.split(",") if s.strip()]
     latency = dict(latency_setting(item) for item in args.latency)
     result = measure(params, device=device, warmup=args.warmup, repeats=args.repeats, skip=skip, latency=latency)
